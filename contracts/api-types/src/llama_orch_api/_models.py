@@ -1,0 +1,266 @@
+"""Wire models for the llama-orch HTTP API.
+
+Every request, response, SSE event payload and error envelope that crosses the wire is one of
+these models. The OpenAPI files in ``contracts/openapi/`` are authoritative; a test in the
+orchestrator's suite fails when these models drift from them.
+
+Requests forbid unknown fields (a typo is an error, not a silently ignored knob); responses and
+events ignore unknown fields so that a newer server does not break an older client.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+API_VERSION = "0.1.0"
+"""The API version these models describe; equal to ``info.version`` in the OpenAPI files."""
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Priority(StrEnum):
+    """Queue class. ``interactive`` tasks are dispatched before any ``batch`` task."""
+
+    interactive = "interactive"
+    batch = "batch"
+
+
+class Determinism(StrEnum):
+    """``strict``: same inputs and seed give byte-identical output, or the task is refused.
+
+    ``best_effort``: the seed is passed to the engine, without a guarantee.
+    """
+
+    strict = "strict"
+    best_effort = "best_effort"
+
+
+class Workload(StrEnum):
+    completion = "completion"
+    chat = "chat"
+    embedding = "embedding"
+
+
+class ErrorCode(StrEnum):
+    """The error taxonomy. The HTTP status for each code is in :data:`ERROR_STATUS`."""
+
+    INVALID_PARAMS = "INVALID_PARAMS"
+    UNKNOWN_ENGINE = "UNKNOWN_ENGINE"
+    UNKNOWN_MODEL = "UNKNOWN_MODEL"
+    UNKNOWN_POOL = "UNKNOWN_POOL"
+    CTX_EXCEEDED = "CTX_EXCEEDED"
+    MAX_TOKENS_EXCEEDED = "MAX_TOKENS_EXCEEDED"
+    DETERMINISM_UNSUPPORTED = "DETERMINISM_UNSUPPORTED"
+    WORKLOAD_UNSUPPORTED = "WORKLOAD_UNSUPPORTED"
+    TASK_EXISTS = "TASK_EXISTS"
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    ADMISSION_REJECT = "ADMISSION_REJECT"
+    QUEUE_FULL_DROP_LRU = "QUEUE_FULL_DROP_LRU"
+    DEADLINE_UNMET = "DEADLINE_UNMET"
+    POOL_UNREADY = "POOL_UNREADY"
+    POOL_UNAVAILABLE = "POOL_UNAVAILABLE"
+    WORKER_RESET = "WORKER_RESET"
+    DECODE_TIMEOUT = "DECODE_TIMEOUT"
+    ENGINE_ERROR = "ENGINE_ERROR"
+    CANCELLED = "CANCELLED"
+    INTERNAL = "INTERNAL"
+
+
+ERROR_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_PARAMS: 400,
+    ErrorCode.UNKNOWN_ENGINE: 400,
+    ErrorCode.UNKNOWN_MODEL: 400,
+    ErrorCode.UNKNOWN_POOL: 400,
+    ErrorCode.CTX_EXCEEDED: 400,
+    ErrorCode.MAX_TOKENS_EXCEEDED: 400,
+    ErrorCode.DETERMINISM_UNSUPPORTED: 400,
+    ErrorCode.WORKLOAD_UNSUPPORTED: 400,
+    ErrorCode.TASK_EXISTS: 409,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.ADMISSION_REJECT: 429,
+    ErrorCode.QUEUE_FULL_DROP_LRU: 429,
+    ErrorCode.DEADLINE_UNMET: 503,
+    ErrorCode.POOL_UNREADY: 503,
+    ErrorCode.POOL_UNAVAILABLE: 503,
+    ErrorCode.WORKER_RESET: 503,
+    ErrorCode.DECODE_TIMEOUT: 503,
+    ErrorCode.ENGINE_ERROR: 502,
+    ErrorCode.CANCELLED: 409,
+    ErrorCode.INTERNAL: 500,
+}
+"""HTTP status answered for each code when it is returned as a response (not as an SSE event)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
+
+
+class KvHint(_Request):
+    """A hint about KV-cache reuse: ``reuse`` prefers the session's warm replica."""
+
+    mode: Literal["reuse", "cold"] = "reuse"
+    prefix_tokens: int | None = Field(default=None, ge=0)
+
+
+class TaskRequest(_Request):
+    """``POST /v1/tasks`` body (OC-CLI-2001)."""
+
+    task_id: Identifier | None = Field(
+        default=None, description="Client-chosen id; generated when absent. Must be unique."
+    )
+    session_id: Identifier | None = Field(default=None, description="Groups tasks into a session.")
+    workload: Workload = Workload.completion
+    model_ref: str | None = Field(
+        default=None, min_length=1, max_length=512, description="Model wanted; the pool's model when absent."
+    )
+    engine: str | None = Field(default=None, min_length=1, max_length=64)
+    pool: Identifier | None = Field(default=None, description="Placement pin: run on this pool only.")
+    ctx: int | None = Field(default=None, ge=1, description="Context window the task needs, in tokens.")
+    priority: Priority = Priority.interactive
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    determinism: Determinism = Determinism.best_effort
+    sampler_profile_version: str = Field(default="llorch/sampler@1", min_length=1, max_length=64)
+    prompt: str | None = Field(default=None, max_length=4_000_000)
+    inputs: list[str] | None = Field(default=None, min_length=1, max_length=1024)
+    max_tokens: int = Field(default=128, ge=1)
+    deadline_ms: int | None = Field(
+        default=None, ge=1, description="Relative: the task must start decoding within this many ms."
+    )
+    kv_hint: KvHint | None = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> TaskRequest:
+        if (self.prompt is None) == (self.inputs is None):
+            raise ValueError("exactly one of 'prompt' or 'inputs' is required")
+        return self
+
+    def text(self) -> str:
+        """The prompt as one string (``inputs`` joined by newlines)."""
+        return self.prompt if self.prompt is not None else "\n".join(self.inputs or ())
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses
+
+
+class AdmissionResponse(_Response):
+    """``202`` answer to ``POST /v1/tasks`` (OC-CLI-2005)."""
+
+    task_id: str
+    pool: str
+    queue_position: int = Field(ge=0)
+    predicted_start_ms: int = Field(ge=0)
+    backoff_ms: int = Field(ge=0)
+    stream_url: str
+
+
+class ErrorEnvelope(_Response):
+    """Body of every 4xx/5xx answer, and payload of the SSE ``error`` event (OC-CLI-2801)."""
+
+    code: ErrorCode
+    message: str
+    engine: str | None = None
+    retriable: bool = False
+    retry_after_ms: int | None = Field(default=None, ge=0)
+    policy_label: str | None = None
+    details: dict[str, object] | None = None
+    correlation_id: str | None = None
+
+
+class SessionInfo(_Response):
+    """``GET /v1/sessions/{id}``."""
+
+    session_id: str
+    ttl_ms_remaining: int = Field(ge=0)
+    turns: int = Field(ge=0)
+    max_turns: int | None = None
+    kv_warmth: bool
+    pool: str | None = None
+    replica: str | None = None
+    tokens_used: int = Field(default=0, ge=0)
+
+
+class PoolCapability(_Response):
+    id: str
+    engine: str
+    engine_version: str
+    model_ref: str
+    ctx_max: int
+    max_tokens: int
+    slots: int
+    replicas: int
+    workloads: list[Workload]
+    determinism: list[Determinism]
+    queue_capacity: int
+    queue_policy: Literal["reject", "drop-lru"]
+
+
+class Capabilities(_Response):
+    """``GET /v1/capabilities`` (OC-CLI-2201/2202)."""
+
+    api_version: str
+    pools: list[PoolCapability]
+
+
+# ---------------------------------------------------------------------------------------------
+# SSE event payloads (OC-CLI-2002, 2703)
+
+
+class StartedEvent(_Response):
+    """Emitted when the task takes a slot and decoding begins."""
+
+    task_id: str
+    pool: str
+    replica: str
+    queue_position: int = Field(ge=0, description="Position at admission.")
+    predicted_start_ms: int = Field(ge=0, description="Predicted at admission.")
+    waited_ms: int = Field(ge=0, description="Actual time from admission to start.")
+
+
+class TokenEvent(_Response):
+    t: str
+    i: int = Field(ge=0)
+
+
+class MetricsEvent(_Response):
+    queue_position: int | None = None
+    predicted_start_ms: int | None = None
+    queue_depth: int = Field(ge=0)
+    on_time_probability: float | None = Field(default=None, ge=0, le=1)
+    kv_warmth: bool = False
+    tokens_out: int = Field(default=0, ge=0)
+    tokens_per_s: float | None = None
+
+
+class EndEvent(_Response):
+    tokens_out: int = Field(ge=0)
+    decode_time_ms: int = Field(ge=0)
+    finish_reason: Literal["length", "stop"] = "length"
+
+
+ErrorEvent = ErrorEnvelope
+"""The SSE ``error`` event carries an :class:`ErrorEnvelope`."""
+
+SSE_EVENTS: dict[str, type[BaseModel]] = {
+    "started": StartedEvent,
+    "token": TokenEvent,
+    "metrics": MetricsEvent,
+    "end": EndEvent,
+    "error": ErrorEnvelope,
+}
+"""SSE event name → payload model."""

@@ -1,0 +1,25 @@
+"""Pure scheduling logic: queues, admission guardrails, start-time prediction, sessions.
+
+No I/O and no event loop: every function takes the time it needs as an argument.
+"""
+
+from __future__ import annotations
+
+from llama_orch.core._admission import PoolLimits, candidate_pools, estimate_prompt_tokens
+from llama_orch.core._predict import ServiceEstimator, predict_start_ms
+from llama_orch.core._queue import BoundedPriorityQueue, Full, Pushed, QueuePolicy
+from llama_orch.core._sessions import Session, SessionRegistry
+
+__all__ = [
+    "BoundedPriorityQueue",
+    "Full",
+    "PoolLimits",
+    "Pushed",
+    "QueuePolicy",
+    "ServiceEstimator",
+    "Session",
+    "SessionRegistry",
+    "candidate_pools",
+    "estimate_prompt_tokens",
+    "predict_start_ms",
+]

@@ -1,0 +1,119 @@
+"""Admission guardrails: everything checked before a task may be queued.
+
+Order of checks (the first failure is reported): pool pin, engine, model, workload, determinism,
+``ctx``, ``max_tokens``, prompt + ``max_tokens`` against the context. Deadlines depend on the
+queue and are checked by the caller once a pool is chosen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from llama_orch.errors import AdmissionError
+from llama_orch_api import Determinism, ErrorCode, TaskRequest, Workload
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLimits:
+    """What admission needs to know about a pool."""
+
+    pool_id: str
+    engine: str
+    model_ref: str
+    ctx_max: int
+    max_tokens: int
+    workloads: frozenset[Workload]
+    determinism: frozenset[Determinism]
+
+
+def estimate_prompt_tokens(text: str) -> int:
+    """Upper-bound-ish token count without a tokenizer: ~4 bytes per token for English and code.
+
+    Used only to refuse prompts that obviously cannot fit; the engine has the final word.
+    """
+    return max(1, math.ceil(len(text.encode("utf-8", "surrogatepass")) / 4))
+
+
+def _fail(code: ErrorCode, message: str, **details: object) -> AdmissionError:
+    return AdmissionError(code, message, details=details or None)
+
+
+def candidate_pools(request: TaskRequest, pools: Sequence[PoolLimits]) -> list[PoolLimits]:
+    """Pools that may run ``request``; raises :class:`AdmissionError` naming the first violated rule."""
+    matching = list(pools)
+    if request.pool is not None:
+        matching = [p for p in matching if p.pool_id == request.pool]
+        if not matching:
+            raise _fail(
+                ErrorCode.UNKNOWN_POOL,
+                f"no pool named {request.pool!r}",
+                known_pools=[p.pool_id for p in pools],
+            )
+    if request.engine is not None:
+        by_engine = [p for p in matching if p.engine == request.engine]
+        if not by_engine:
+            raise _fail(
+                ErrorCode.UNKNOWN_ENGINE,
+                f"no pool serves engine {request.engine!r}",
+                known_engines=sorted({p.engine for p in matching}),
+            )
+        matching = by_engine
+    if request.model_ref is not None:
+        by_model = [p for p in matching if p.model_ref == request.model_ref]
+        if not by_model:
+            raise _fail(
+                ErrorCode.UNKNOWN_MODEL,
+                f"no pool serves model {request.model_ref!r}",
+                known_models=sorted({p.model_ref for p in matching}),
+            )
+        matching = by_model
+    by_workload = [p for p in matching if request.workload in p.workloads]
+    if not by_workload:
+        raise _fail(
+            ErrorCode.WORKLOAD_UNSUPPORTED,
+            f"no matching pool supports workload {request.workload.value!r}",
+        )
+    matching = by_workload
+    if request.determinism is Determinism.strict:
+        strict = [p for p in matching if Determinism.strict in p.determinism]
+        if not strict:
+            raise _fail(
+                ErrorCode.DETERMINISM_UNSUPPORTED,
+                "no matching pool can guarantee determinism 'strict'; use 'best_effort' or another pool",
+                pools=[p.pool_id for p in matching],
+            )
+        matching = strict
+    return _check_limits(request, matching)
+
+
+def _check_limits(request: TaskRequest, pools: list[PoolLimits]) -> list[PoolLimits]:
+    ctx_max = max(p.ctx_max for p in pools)
+    if request.ctx is not None and request.ctx > ctx_max:
+        raise _fail(ErrorCode.CTX_EXCEEDED, f"ctx {request.ctx} exceeds the pool limit {ctx_max}", ctx_max=ctx_max)
+    limit = max(p.max_tokens for p in pools)
+    if request.max_tokens > limit:
+        raise _fail(
+            ErrorCode.MAX_TOKENS_EXCEEDED,
+            f"max_tokens {request.max_tokens} exceeds the pool limit {limit}",
+            max_tokens_limit=limit,
+        )
+    prompt_tokens = estimate_prompt_tokens(request.text())
+    needed = prompt_tokens + request.max_tokens
+    window = min(request.ctx or ctx_max, ctx_max)
+    if needed > window:
+        raise _fail(
+            ErrorCode.CTX_EXCEEDED,
+            f"prompt (~{prompt_tokens} tokens) plus max_tokens {request.max_tokens} does not fit a context of {window}",
+            prompt_tokens_estimate=prompt_tokens,
+            ctx=window,
+        )
+    fitting = [p for p in pools if p.max_tokens >= request.max_tokens and p.ctx_max >= max(needed, request.ctx or 0)]
+    if not fitting:
+        raise _fail(
+            ErrorCode.CTX_EXCEEDED,
+            "no single matching pool fits both the context and max_tokens asked for",
+            pools=[p.pool_id for p in pools],
+        )
+    return fitting

@@ -1,0 +1,18 @@
+"""Engine adapters behind one small async interface, and the mock engine."""
+
+from __future__ import annotations
+
+from llama_orch.engines._base import Engine, EngineInfo, EngineRequest
+from llama_orch.engines.llamacpp import LlamaCppEngine
+from llama_orch.engines.mock import MockEngine, MockFaults, MockSettings, mock_tokens
+
+__all__ = [
+    "Engine",
+    "EngineInfo",
+    "EngineRequest",
+    "LlamaCppEngine",
+    "MockEngine",
+    "MockFaults",
+    "MockSettings",
+    "mock_tokens",
+]

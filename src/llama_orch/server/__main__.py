@@ -1,0 +1,80 @@
+"""``orchestratord``: run the orchestrator HTTP service.
+
+orchestratord                       # embedded default on 127.0.0.1:8080
+orchestratord --config pools.yaml   # or LLORCH_CONFIG=pools.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from llama_orch.errors import ConfigError
+from llama_orch.server.app import create_app
+from llama_orch.server.config import config_json_schema, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestratord", description="llama-orch orchestrator service")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=os.environ.get("LLORCH_CONFIG") or None,
+        help="YAML config (env LLORCH_CONFIG); the embedded default when absent",
+    )
+    parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 8080; 0 picks a free one)")
+    parser.add_argument("--data-dir", default=None, help="where state is kept (default ./data)")
+    parser.add_argument("--log-level", default=os.environ.get("LLORCH_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--print-config-schema", action="store_true", help="print the config file's JSON Schema and exit"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.print_config_schema:
+        sys.stdout.write(config_json_schema())
+        return
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"orchestratord: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    server = config.server
+    if args.host is not None or args.port is not None:
+        server = server.model_copy(
+            update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        )
+        config = config.model_copy(update={"server": server})
+    data_dir = Path(args.data_dir or config.data_dir or "data")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = config.model_copy(update={"data_dir": str(data_dir)})
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    app = create_app(config)
+    source = args.config or "embedded default"
+    pools = ", ".join(f"{p.id} (engine {p.engine}, model {p.model_ref})" for p in config.pools)
+
+    def announce(runner_print: str) -> None:
+        print(f"orchestratord: config {source}; pools: {pools}", flush=True)
+        print(runner_print, flush=True)
+
+    web.run_app(app, host=server.host, port=server.port, access_log=None, print=announce)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""orchestratord configuration: a YAML file validated by :class:`OrchestratorConfig`.
+
+The JSON Schema of this model is committed as ``contracts/config.schema.json``; regenerate it with
+``orchestratord --print-config-schema > contracts/config.schema.json`` (a test checks it is current).
+With no file, :func:`embedded_default` is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from llama_orch.core import QueuePolicy
+from llama_orch.engines.mock import MockSettings
+from llama_orch.errors import ConfigError
+from llama_orch_api import Determinism, Workload
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class QueueConfig(_Strict):
+    capacity: int = Field(default=256, ge=1, le=1_000_000)
+    policy: QueuePolicy = Field(
+        default=QueuePolicy.reject,
+        description="Full-queue policy: 'reject' refuses the new task; 'drop-lru' evicts the oldest "
+        "queued task of the lowest class not above the new one (its stream ends with an error).",
+    )
+
+
+class PoolConfig(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9._:\-]{1,64}$")
+    engine: Literal["mock", "llamacpp"] = "mock"
+    model_ref: str = Field(default="mock:tiny", min_length=1)
+    endpoint: str | None = Field(
+        default=None,
+        description="Base URL of an engine already running (llama.cpp wire format). For 'mock' this "
+        "serves the mock over HTTP instead of in-process.",
+    )
+    replicas: int = Field(default=1, ge=1, le=64)
+    slots: int | None = Field(default=None, ge=1, le=4096, description="Slots per replica; engine default.")
+    ctx_max: int | None = Field(default=None, ge=16, description="Context limit; engine default.")
+    max_tokens: int = Field(default=2048, ge=1, description="Largest max_tokens a task may ask for.")
+    workloads: list[Workload] = Field(default_factory=lambda: [Workload.completion, Workload.chat])
+    determinism: list[Determinism] | None = Field(
+        default=None, description="Modes offered; defaults to what the engine guarantees."
+    )
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    first_token_timeout_s: float = Field(default=60.0, gt=0)
+    token_timeout_s: float = Field(default=30.0, gt=0, description="Longest silence between tokens.")
+    mock: MockSettings = Field(default_factory=MockSettings)
+
+
+class SessionConfig(_Strict):
+    ttl_s: float = Field(default=600.0, gt=0)
+    max_turns: int | None = Field(default=None, ge=1)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    heartbeat_s: float = Field(default=10.0, gt=0, description="SSE comment interval while idle.")
+    metrics_interval_s: float = Field(default=1.0, gt=0, description="SSE metrics frame interval.")
+    event_retention_s: float = Field(
+        default=300.0, ge=0, description="How long a finished task's events stay readable."
+    )
+    max_retained_tasks: int = Field(default=100_000, ge=1)
+
+
+class OrchestratorConfig(_Strict):
+    """Top-level configuration file."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    sessions: SessionConfig = Field(default_factory=SessionConfig)
+    data_dir: str | None = None
+    pools: list[PoolConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_pools(self) -> OrchestratorConfig:
+        ids = [p.id for p in self.pools]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate pool ids: {dupes}")
+        for pool in self.pools:
+            if pool.engine == "llamacpp" and pool.endpoint is None:
+                raise ValueError(f"pool {pool.id!r}: engine 'llamacpp' needs an endpoint for now")
+        return self
+
+
+def embedded_default() -> OrchestratorConfig:
+    """The configuration used when none is given: one mock pool named ``default``."""
+    return OrchestratorConfig(pools=[PoolConfig(id="default")])
+
+
+def load_config(path: str | os.PathLike[str] | None) -> OrchestratorConfig:
+    """Load and validate ``path``; the embedded default when ``path`` is None."""
+    if path is None:
+        return embedded_default()
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {p}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {p} is not valid YAML: {exc}") from exc
+    try:
+        return OrchestratorConfig.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"config {p} is invalid:\n" + "\n".join(lines)) from exc
+
+
+def config_json_schema() -> str:
+    return json.dumps(OrchestratorConfig.model_json_schema(), indent=2, sort_keys=True) + "\n"
