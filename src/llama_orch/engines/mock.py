@@ -23,7 +23,7 @@ import asyncio
 import hashlib
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 

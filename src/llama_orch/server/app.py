@@ -25,7 +25,7 @@ log = logging.getLogger("llama_orch.server")
 
 ORCH = web.AppKey("orchestrator", Orchestrator)
 CONFIG = web.AppKey("config", OrchestratorConfig)
-CID = "correlation_id"
+CID = web.RequestKey("correlation_id", str)
 _CID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 _HTTP_CODES = {
