@@ -487,3 +487,29 @@ async def test_insane_correlation_id_is_replaced(serve: Serve, http: aiohttp.Cli
     base = await serve(None)
     async with http.get(f"{base}/v1/capabilities", headers={"X-Correlation-Id": "bad id\twith tab"}) as resp:
         assert resp.headers["X-Correlation-Id"] != "bad id\twith tab"
+
+
+async def test_shutdown_ends_open_streams_with_retriable_error(http: aiohttp.ClientSession) -> None:
+    from aiohttp import web
+
+    from llama_orch.server.app import create_app
+    from tests.conftest import free_port
+
+    runner = web.AppRunner(create_app(fast_config(mock=SLOW)), handle_signals=False, shutdown_timeout=30)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    base = f"http://127.0.0.1:{port}"
+    running = await submit(http, base, max_tokens=500)
+    queued = await submit(http, base, max_tokens=5)
+    readers = [asyncio.create_task(read_stream(http, base, t["task_id"])) for t in (running, queued)]
+    await asyncio.sleep(0.2)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await runner.cleanup()
+    assert loop.time() - began < 10, "shutdown waited for open streams instead of ending them"
+    for reader in readers:
+        events = await reader
+        assert events[-1].event == "error"
+        assert events[-1].data["code"] == "POOL_UNAVAILABLE"
+        assert events[-1].data["retriable"] is True

@@ -73,10 +73,12 @@ class Orchestrator:
         )
 
     async def aclose(self) -> None:
+        """Idempotent: end all tasks (retriable errors), stop the sweeper, close engines."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+            self._sweeper = None
         for pool in self.pools.values():
             await pool.aclose()
 

@@ -124,12 +124,18 @@ class Pool:
             await replica.engine.start()
 
     async def aclose(self) -> None:
+        """End every queued and running task with a retriable error, then close the engines."""
+        if self._closing:
+            return
         self._closing = True
         shutdown = OrchError(
             ErrorCode.POOL_UNAVAILABLE, "orchestratord is shutting down", retriable=True, retry_after_ms=1000
         )
         while (item := self.queue.pop()) is not None:
             item[1].finish_error(shutdown.envelope())
+        for replica in self.replicas:
+            for record in replica.running.values():
+                record.finish_error(shutdown.envelope())
         runners = list(self._runners.values())
         for runner in runners:
             runner.cancel()

@@ -192,7 +192,13 @@ def create_app(config: OrchestratorConfig) -> web.Application:
         yield
         await app[ORCH].aclose()
 
+    async def end_streams(app: web.Application) -> None:
+        # Runs before aiohttp waits for open handlers: every open SSE stream gets its final
+        # event (a retriable error) and closes, instead of holding shutdown for its timeout.
+        await app[ORCH].aclose()
+
     app.cleanup_ctx.append(lifespan)
+    app.on_shutdown.append(end_streams)
     return app
 
 
