@@ -154,17 +154,22 @@ class Pool:
                 elapsed = (now - (rec.started_at or now)) * 1000
                 free_in.append(est.remaining_ms(rec.request.max_tokens, rec.tokens_out, elapsed))
             free_in.extend([0.0] * (replica.slots - len(replica.running)))
-        head = [rec.request.max_tokens for rec in self.queue.head(EXACT_PREDICTION_LIMIT, priority)]
         ahead_count = self.queue.ahead_of_new(priority)
+        if ahead_count == 0:
+            return min(free_in)
+        # Replay exactly a few rounds of the slots; beyond that, queued work is fluid.
+        exact = min(ahead_count, EXACT_PREDICTION_LIMIT, 2 * len(free_in))
+        head = [rec.request.max_tokens for rec in self.queue.head(exact, priority)]
+        first, fill, per_token = est.first_token_ms, est.fill_ratio, est.ms_per_token
+        services = [first + (m * fill if m * fill > 1.0 else 1.0) * per_token for m in head]
         extra = 0.0
-        if ahead_count > len(head):
+        if ahead_count > exact:
             tokens = self._queued_tokens[Priority.interactive]
             if priority is Priority.batch:
                 tokens += self._queued_tokens[Priority.batch]
-            rest_tokens = tokens - sum(head)
-            rest = ahead_count - len(head)
-            extra = rest * est.first_token_ms + est.fill_ratio * rest_tokens * est.ms_per_token
-        return predict_start_ms(free_in, (est.service_ms(m) for m in head), extra_ahead_ms=extra)
+            rest = ahead_count - exact
+            extra = rest * first + fill * (tokens - sum(head)) * per_token
+        return predict_start_ms(free_in, services, extra_ahead_ms=extra)
 
     def retry_after_ms(self) -> int:
         """When a queue place is likely to free: the time for one slot to finish a typical task."""
