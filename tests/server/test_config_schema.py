@@ -1,0 +1,99 @@
+"""The committed config JSON Schema is current, the example config loads, bad configs are refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from llama_orch.core import QueuePolicy
+from llama_orch.errors import ConfigError
+from llama_orch.server.config import OrchestratorConfig, config_json_schema, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_FILE = ROOT / "contracts" / "config.schema.json"
+EXAMPLE = ROOT / "examples" / "pools.yaml"
+REGENERATE = "orchestratord --print-config-schema > contracts/config.schema.json"
+
+
+def test_committed_schema_is_current() -> None:
+    committed = SCHEMA_FILE.read_text(encoding="utf-8")
+    assert committed == config_json_schema(), (
+        f"{SCHEMA_FILE.relative_to(ROOT)} is out of date with OrchestratorConfig; regenerate it with:\n    {REGENERATE}"
+    )
+
+
+def test_committed_schema_is_a_valid_json_schema() -> None:
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["required"] == ["pools"]
+    assert schema["additionalProperties"] is False
+
+
+def test_example_config_loads() -> None:
+    config = load_config(EXAMPLE)
+    assert isinstance(config, OrchestratorConfig)
+    assert [p.id for p in config.pools] == ["interactive", "batch"]
+    assert all(p.engine == "mock" for p in config.pools)
+    policies = {p.id: p.queue.policy for p in config.pools}
+    assert policies == {"interactive": QueuePolicy.reject, "batch": QueuePolicy.drop_lru}
+
+
+def test_example_config_validates_against_the_committed_schema() -> None:
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    document = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in jsonschema.Draft202012Validator(schema).iter_errors(document)
+    ]
+    assert errors == []
+
+
+def test_no_path_gives_the_embedded_default() -> None:
+    config = load_config(None)
+    assert [p.id for p in config.pools] == ["default"]
+
+
+GOOD_POOL = "pools:\n  - id: a\n"
+
+BAD_CONFIGS: dict[str, tuple[str, list[str]]] = {
+    # name: (file text, fragments the error message must contain)
+    "unknown top-level key": (GOOD_POOL + "colour: blue\n", ["is invalid", "colour", "Extra inputs are not permitted"]),
+    "unknown pool key": ("pools:\n  - id: a\n    slotz: 4\n", ["pools.0.slotz", "Extra inputs are not permitted"]),
+    "duplicate pool ids": ("pools:\n  - id: a\n  - id: b\n  - id: a\n", ["duplicate pool ids", "'a'"]),
+    "wrong type": ("pools:\n  - id: a\n    replicas: many\n", ["pools.0.replicas", "integer"]),
+    "wrong type of section": ("server: 8080\n" + GOOD_POOL, ["server", "dictionary"]),
+    "bad enum": ("pools:\n  - id: a\n    queue:\n      policy: shuffle\n", ["pools.0.queue.policy", "reject"]),
+    "no pools": ("server:\n  port: 8080\n", ["pools", "Field required"]),
+    "empty file": ("", ["pools", "Field required"]),
+    "not YAML": ("pools: [\n  - id: a\n", ["is not valid YAML"]),
+    "YAML but not a mapping": ("- id: a\n", ["is invalid"]),
+    "llamacpp without endpoint": ("pools:\n  - id: a\n    engine: llamacpp\n", ["'a'", "endpoint"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_raises_a_readable_config_error(tmp_path: Path, case: str) -> None:
+    text, fragments = BAD_CONFIGS[case]
+    path = tmp_path / "orchestratord.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message, f"the message should name the file: {message}"
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in: {message}"
+    assert "Traceback" not in message and "pydantic" not in message.lower(), message
+
+
+def test_missing_file_raises_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "absent.yaml"
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(path)
+
+
+def test_config_error_is_a_value_error() -> None:
+    assert issubclass(ConfigError, ValueError)
