@@ -339,12 +339,6 @@ async def test_served_version_is_the_api_version(served: Json) -> None:
     assert served["info"]["version"] == llama_orch_api.API_VERSION
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnresolvableParameterError,
-    reason="bug: llama_orch.server.openapi.served_document() declares no `parameters`, so the path "
-    "parameters {task_id} and {session_id} are unresolved and /openapi.json is not valid OpenAPI 3.1",
-)
 async def test_served_document_is_valid_openapi(served: Json) -> None:
     validate_openapi(served)
 
@@ -419,12 +413,6 @@ async def test_statuses_the_server_answers_are_declared_in_yaml(
     assert problems == [], "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: /openapi.json (llama_orch.server.openapi.OPERATIONS) under-declares statuses the server "
-    "answers: createTask lacks 405, 409 TASK_EXISTS, 413 and 503 DEADLINE_UNMET; streamTask lacks 400",
-)
 async def test_statuses_the_server_answers_are_declared_in_the_served_document(
     answered: dict[tuple[str, str], set[str]], served: Json
 ) -> None:

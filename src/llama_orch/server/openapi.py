@@ -29,13 +29,17 @@ from llama_orch_api import (
 REF = "#/components/schemas/{model}"
 
 # operationId → (request body model, {status: response model or None for no body})
+_E = ErrorEnvelope
 OPERATIONS: dict[str, tuple[type[BaseModel] | None, dict[str, type[BaseModel] | None]]] = {
-    "createTask": (TaskRequest, {"202": AdmissionResponse, "400": ErrorEnvelope, "429": ErrorEnvelope}),
-    "streamTask": (None, {"200": None, "404": ErrorEnvelope}),
-    "cancelTask": (None, {"204": None, "404": ErrorEnvelope}),
-    "getSession": (None, {"200": SessionInfo, "404": ErrorEnvelope}),
-    "deleteSession": (None, {"204": None, "404": ErrorEnvelope}),
-    "getCapabilities": (None, {"200": Capabilities}),
+    "createTask": (
+        TaskRequest,
+        {"202": AdmissionResponse, "400": _E, "405": _E, "409": _E, "413": _E, "429": _E, "500": _E, "503": _E},
+    ),
+    "streamTask": (None, {"200": None, "400": _E, "404": _E, "500": _E}),
+    "cancelTask": (None, {"204": None, "404": _E, "500": _E}),
+    "getSession": (None, {"200": SessionInfo, "404": _E, "500": _E}),
+    "deleteSession": (None, {"204": None, "404": _E, "500": _E}),
+    "getCapabilities": (None, {"200": Capabilities, "500": _E}),
 }
 
 EVENT_MODELS: list[type[BaseModel]] = [StartedEvent, TokenEvent, MetricsEvent, EndEvent]
@@ -64,6 +68,11 @@ def served_document(app: web.Application) -> dict[str, Any]:
     for method, path, _, operation_id in ROUTES:
         request_model, responses = OPERATIONS[operation_id]
         op: dict[str, Any] = {"operationId": operation_id, "responses": {}}
+        params = [seg[1:-1] for seg in path.split("/") if seg.startswith("{") and seg.endswith("}")]
+        if params:
+            op["parameters"] = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in params
+            ]
         if request_model is not None:
             op["requestBody"] = {
                 "required": True,
