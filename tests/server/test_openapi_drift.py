@@ -26,7 +26,6 @@ import referencing
 import referencing.jsonschema
 import yaml
 from openapi_spec_validator import validate as validate_openapi
-from openapi_spec_validator.validation.exceptions import UnresolvableParameterError
 
 import llama_orch_api
 from llama_orch.engines.mock import MockSettings
