@@ -3,51 +3,34 @@
 Every response carries ``X-Correlation-Id`` (the client's, when it sent a sane one). Every error
 is an :class:`~llama_orch_api.ErrorEnvelope` with a 4xx/5xx status from the taxonomy; a crash in a
 handler is logged and answered ``500 INTERNAL``, never a bare traceback.
+
+Routes live in one module per room (``_data_routes``, ``_control_routes``…), each a list of
+:class:`~llama_orch.server._http.Route`; ``/openapi.json`` is generated from the same list.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from llama_orch.errors import OrchError
-from llama_orch.server import openapi
+from llama_orch.server import _control_routes, _data_routes, openapi
+from llama_orch.server._http import CID, CONFIG, ORCH, Handler, Route, error_response
 from llama_orch.server._orchestrator import Orchestrator
 from llama_orch.server.config import OrchestratorConfig
-from llama_orch_api import ErrorCode, ErrorEnvelope
+from llama_orch_api import ErrorCode
 
 log = logging.getLogger("llama_orch.server")
 
-ORCH = web.AppKey("orchestrator", Orchestrator)
-CONFIG = web.AppKey("config", OrchestratorConfig)
-CID = web.RequestKey("correlation_id", str)
+ROUTES: list[Route] = [*_data_routes.ROUTES, *_control_routes.ROUTES]
+"""Every API operation the server serves."""
+
 _CID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-
-_HTTP_CODES = {
-    404: ErrorCode.NOT_FOUND,
-    405: ErrorCode.METHOD_NOT_ALLOWED,
-    413: ErrorCode.PAYLOAD_TOO_LARGE,
-}
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def error_response(error: OrchError, correlation_id: str | None) -> web.Response:
-    headers: dict[str, str] = {}
-    if error.retry_after_ms is not None and error.status in (429, 503):
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_ms / 1000)))
-        headers["X-Backoff-Ms"] = str(error.retry_after_ms)
-    return web.Response(
-        status=error.status,
-        body=error.envelope(correlation_id).model_dump_json(exclude_none=True).encode(),
-        content_type="application/json",
-        headers=headers,
-    )
+_HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.PAYLOAD_TOO_LARGE}
 
 
 @web.middleware
@@ -84,96 +67,12 @@ async def _add_correlation_header(request: web.Request, response: web.StreamResp
         response.headers["X-Correlation-Id"] = cid
 
 
-def _json(body: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=body.encode(), content_type="application/json", headers=headers)
-
-
-# -- routes -------------------------------------------------------------------------------------
-
-
-async def create_task(request: web.Request) -> web.Response:
-    limit = request.app[CONFIG].server.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    body = await request.read()
-    admitted = request.app[ORCH].submit(body)
-    return _json(
-        admitted.model_dump_json(),
-        status=202,
-        headers={"Location": admitted.stream_url, "X-Backoff-Ms": str(admitted.backoff_ms)},
-    )
-
-
-async def stream_task(request: web.Request) -> web.StreamResponse:
-    orch = request.app[ORCH]
-    record = orch.get_task(request.match_info["task_id"])
-    last = request.headers.get("Last-Event-ID", "").strip()
-    if last and not last.isdigit():
-        raise OrchError(ErrorCode.INVALID_PARAMS, "Last-Event-ID must be a non-negative integer event id")
-    cursor = min(int(last), len(record.frames)) if last else 0
-    heartbeat = request.app[CONFIG].server.heartbeat_s
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
-    try:
-        while True:
-            frames = record.frames
-            if cursor < len(frames):
-                end = len(frames)
-                await response.write(b"".join(frames[cursor:end]) if end - cursor > 1 else frames[cursor])
-                cursor = end
-                continue
-            if record.terminal:
-                break
-            if not await record.wait(cursor, heartbeat):
-                await response.write(b": keep-alive\n\n")
-    except (ConnectionResetError, ConnectionError):
-        # The client went away; the task keeps running and may be resumed with Last-Event-ID.
-        return response
-    await response.write_eof()
-    return response
-
-
-async def cancel_task(request: web.Request) -> web.Response:
-    request.app[ORCH].cancel(request.match_info["task_id"])
-    return web.Response(status=204)
-
-
-async def get_session(request: web.Request) -> web.Response:
-    return _json(request.app[ORCH].session_info(request.match_info["session_id"]).model_dump_json())
-
-
-async def delete_session(request: web.Request) -> web.Response:
-    request.app[ORCH].delete_session(request.match_info["session_id"])
-    return web.Response(status=204)
-
-
-async def capabilities(request: web.Request) -> web.Response:
-    return _json(request.app[ORCH].capabilities().model_dump_json())
-
-
 async def served_openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi.served_document(request.app))
+    return web.json_response(openapi.served_document(ROUTES))
 
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
-
-
-ROUTES: list[tuple[str, str, Handler, str]] = [
-    ("POST", "/v1/tasks", create_task, "createTask"),
-    ("GET", "/v1/tasks/{task_id}/stream", stream_task, "streamTask"),
-    ("POST", "/v1/tasks/{task_id}/cancel", cancel_task, "cancelTask"),
-    ("GET", "/v1/sessions/{session_id}", get_session, "getSession"),
-    ("DELETE", "/v1/sessions/{session_id}", delete_session, "deleteSession"),
-    ("GET", "/v1/capabilities", capabilities, "getCapabilities"),
-]
-"""API routes: method, path, handler, operationId (as in the OpenAPI files)."""
 
 
 def create_app(config: OrchestratorConfig) -> web.Application:
@@ -181,8 +80,8 @@ def create_app(config: OrchestratorConfig) -> web.Application:
     app = web.Application(middlewares=[envelope_middleware], client_max_size=config.server.max_body_bytes)
     app[CONFIG] = config
     app[ORCH] = Orchestrator(config)
-    for method, path, handler, _ in ROUTES:
-        app.router.add_route(method, path, handler)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
     app.router.add_get("/openapi.json", served_openapi)
     app.router.add_get("/healthz", healthz)
     app.on_response_prepare.append(_add_correlation_header)
@@ -202,4 +101,4 @@ def create_app(config: OrchestratorConfig) -> web.Application:
     return app
 
 
-__all__ = ["ROUTES", "ErrorEnvelope", "create_app"]
+__all__ = ["ROUTES", "create_app"]

@@ -7,86 +7,68 @@ drift in either direction.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
-from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from llama_orch_api import (
-    API_VERSION,
-    AdmissionResponse,
-    Capabilities,
-    EndEvent,
-    ErrorEnvelope,
-    MetricsEvent,
-    SessionInfo,
-    StartedEvent,
-    TaskRequest,
-    TokenEvent,
-)
+from llama_orch.server._http import Route
+from llama_orch_api import API_VERSION, EndEvent, MetricsEvent, StartedEvent, TokenEvent
 
 REF = "#/components/schemas/{model}"
 
-# operationId → (request body model, {status: response model or None for no body})
-_E = ErrorEnvelope
-OPERATIONS: dict[str, tuple[type[BaseModel] | None, dict[str, type[BaseModel] | None]]] = {
-    "createTask": (
-        TaskRequest,
-        {"202": AdmissionResponse, "400": _E, "405": _E, "409": _E, "413": _E, "429": _E, "500": _E, "503": _E},
-    ),
-    "streamTask": (None, {"200": None, "400": _E, "404": _E, "500": _E}),
-    "cancelTask": (None, {"204": None, "404": _E, "500": _E}),
-    "getSession": (None, {"200": SessionInfo, "404": _E, "500": _E}),
-    "deleteSession": (None, {"204": None, "404": _E, "500": _E}),
-    "getCapabilities": (None, {"200": Capabilities, "500": _E}),
-}
-
 EVENT_MODELS: list[type[BaseModel]] = [StartedEvent, TokenEvent, MetricsEvent, EndEvent]
+"""SSE payloads: not bodies of any operation, but part of the contract."""
 
 
-def component_schemas() -> dict[str, Any]:
-    """JSON Schemas of every wire model, keyed by model name."""
-    models: list[type[BaseModel]] = [
-        TaskRequest,
-        AdmissionResponse,
-        ErrorEnvelope,
-        SessionInfo,
-        Capabilities,
-        *EVENT_MODELS,
-    ]
-    modes = [(m, "validation" if m is TaskRequest else "serialization") for m in models]
-    _, top = models_json_schema(modes, ref_template=REF)  # type: ignore[arg-type]
+def component_schemas(routes: Sequence[Route] | None = None) -> dict[str, Any]:
+    """JSON Schemas of every wire model the routes use, keyed by model name."""
+    if routes is None:
+        from llama_orch.server.app import ROUTES
+
+        routes = ROUTES
+    modes: dict[type[BaseModel], Literal["validation", "serialization"]] = {}
+    for route in routes:
+        if route.request is not None:
+            modes[route.request] = "validation"
+        for model in route.responses.values():
+            if model is not None:
+                modes.setdefault(model, "serialization")
+    for model in EVENT_MODELS:
+        modes.setdefault(model, "serialization")
+    _, top = models_json_schema(list(modes.items()), ref_template=REF)
     defs: dict[str, Any] = top.get("$defs", {})
     return defs
 
 
-def served_document(app: web.Application) -> dict[str, Any]:
-    from llama_orch.server.app import ROUTES
+def _ref(model: type[BaseModel]) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}}
 
+
+def served_document(routes: Sequence[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, _, operation_id in ROUTES:
-        request_model, responses = OPERATIONS[operation_id]
-        op: dict[str, Any] = {"operationId": operation_id, "responses": {}}
-        params = [seg[1:-1] for seg in path.split("/") if seg.startswith("{") and seg.endswith("}")]
+    for route in routes:
+        op: dict[str, Any] = {"operationId": route.operation_id, "responses": {}}
+        params = [
+            {"name": seg[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+            for seg in route.path.split("/")
+            if seg.startswith("{") and seg.endswith("}")
+        ]
+        params += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in route.query]
         if params:
-            op["parameters"] = [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in params
-            ]
-        if request_model is not None:
-            op["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": {"$ref": REF.format(model=request_model.__name__)}}},
-            }
-        for status, model in responses.items():
+            op["parameters"] = params
+        if route.request is not None:
+            op["requestBody"] = {"required": True, "content": _ref(route.request)}
+        for status, model in route.responses.items():
             entry: dict[str, Any] = {"description": status}
             if model is not None:
-                entry["content"] = {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}}
+                entry["content"] = _ref(model)
             op["responses"][status] = entry
-        paths.setdefault(path, {})[method.lower()] = op
+        paths.setdefault(route.path, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": "llama-orch orchestratord (served)", "version": API_VERSION},
         "paths": paths,
-        "components": {"schemas": component_schemas()},
+        "components": {"schemas": component_schemas(routes)},
     }

@@ -1,0 +1,79 @@
+"""Data-plane routes: tasks, their SSE streams, cancel, sessions (OC-CLI-2001…2006)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from llama_orch.errors import OrchError
+from llama_orch.server._http import CONFIG, ORCH, E, Route, json_response, read_body
+from llama_orch_api import AdmissionResponse, ErrorCode, SessionInfo, TaskRequest
+
+
+async def create_task(request: web.Request) -> web.Response:
+    admitted = request.app[ORCH].submit(await read_body(request))
+    return json_response(
+        admitted,
+        status=202,
+        headers={"Location": admitted.stream_url, "X-Backoff-Ms": str(admitted.backoff_ms)},
+    )
+
+
+async def stream_task(request: web.Request) -> web.StreamResponse:
+    record = request.app[ORCH].get_task(request.match_info["task_id"])
+    last = request.headers.get("Last-Event-ID", "").strip()
+    if last and not last.isdigit():
+        raise OrchError(ErrorCode.INVALID_PARAMS, "Last-Event-ID must be a non-negative integer event id")
+    cursor = min(int(last), len(record.frames)) if last else 0
+    heartbeat = request.app[CONFIG].server.heartbeat_s
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    await response.prepare(request)
+    try:
+        while True:
+            frames = record.frames
+            if cursor < len(frames):
+                end = len(frames)
+                # Everything already available goes out in one write (coalescing is worth 3x).
+                await response.write(b"".join(frames[cursor:end]) if end - cursor > 1 else frames[cursor])
+                cursor = end
+                continue
+            if record.terminal:
+                break
+            if not await record.wait(cursor, heartbeat):
+                await response.write(b": keep-alive\n\n")
+    except ConnectionError:
+        # The client went away; the task keeps running and can be resumed with Last-Event-ID.
+        return response
+    await response.write_eof()
+    return response
+
+
+async def cancel_task(request: web.Request) -> web.Response:
+    request.app[ORCH].cancel(request.match_info["task_id"])
+    return web.Response(status=204)
+
+
+async def get_session(request: web.Request) -> web.Response:
+    return json_response(request.app[ORCH].session_info(request.match_info["session_id"]))
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    request.app[ORCH].delete_session(request.match_info["session_id"])
+    return web.Response(status=204)
+
+
+ROUTES = [
+    Route(
+        "POST", "/v1/tasks", create_task, "createTask", TaskRequest,
+        {"202": AdmissionResponse, "400": E, "405": E, "409": E, "413": E, "429": E, "500": E, "503": E},
+    ),
+    Route("GET", "/v1/tasks/{task_id}/stream", stream_task, "streamTask",
+          responses={"200": None, "400": E, "404": E, "500": E}),
+    Route("POST", "/v1/tasks/{task_id}/cancel", cancel_task, "cancelTask",
+          responses={"204": None, "404": E, "500": E}),
+    Route("GET", "/v1/sessions/{session_id}", get_session, "getSession",
+          responses={"200": SessionInfo, "404": E, "500": E}),
+    Route("DELETE", "/v1/sessions/{session_id}", delete_session, "deleteSession",
+          responses={"204": None, "404": E, "500": E}),
+]  # fmt: skip

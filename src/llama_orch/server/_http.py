@@ -1,0 +1,93 @@
+"""HTTP plumbing shared by the route modules: app keys, the route record, envelopes, bodies."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from llama_orch.errors import AdmissionError, OrchError
+from llama_orch.server._orchestrator import Orchestrator, validation_error
+from llama_orch.server.config import OrchestratorConfig
+from llama_orch_api import ErrorCode, ErrorEnvelope
+
+ORCH = web.AppKey("orchestrator", Orchestrator)
+CONFIG = web.AppKey("config", OrchestratorConfig)
+CID = web.RequestKey("correlation_id", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+E = ErrorEnvelope
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One API operation: how it is served, and how ``/openapi.json`` describes it."""
+
+    method: str
+    path: str
+    handler: Handler
+    operation_id: str
+    request: type[BaseModel] | None = None
+    responses: Mapping[str, type[BaseModel] | None] = field(default_factory=dict)
+    query: tuple[str, ...] = ()
+    """Names of the string query parameters the operation reads."""
+
+
+def error_response(error: OrchError, correlation_id: str | None) -> web.Response:
+    headers: dict[str, str] = {}
+    if error.retry_after_ms is not None and error.status in (429, 503):
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_ms / 1000)))
+        headers["X-Backoff-Ms"] = str(error.retry_after_ms)
+    return web.Response(
+        status=error.status,
+        body=error.envelope(correlation_id).model_dump_json(exclude_none=True).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def json_response(body: str | BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    text = body if isinstance(body, str) else body.model_dump_json()
+    return web.Response(status=status, body=text.encode(), content_type="application/json", headers=headers)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body, refusing (413) anything over the configured limit before reading it."""
+    limit = request.app[CONFIG].server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    return await request.read()
+
+
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """Parse and validate the JSON body as ``model``; ``400 INVALID_PARAMS`` naming the bad fields."""
+    body = await read_body(request)
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def not_found(what: str) -> OrchError:
+    return OrchError(ErrorCode.NOT_FOUND, what)
+
+
+__all__ = [
+    "CID",
+    "CONFIG",
+    "ORCH",
+    "AdmissionError",
+    "E",
+    "Handler",
+    "Route",
+    "error_response",
+    "json_response",
+    "not_found",
+    "read_body",
+    "read_model",
+]
