@@ -75,6 +75,11 @@ class ErrorCode(StrEnum):
     ENGINE_ERROR = "ENGINE_ERROR"
     CANCELLED = "CANCELLED"
     INTERNAL = "INTERNAL"
+    CONFLICT = "CONFLICT"
+    UNTRUSTED_ARTIFACT = "UNTRUSTED_ARTIFACT"
+    MODEL_DEPRECATED = "MODEL_DEPRECATED"
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
+    POOL_DRAINING = "POOL_DRAINING"
 
 
 ERROR_STATUS: dict[ErrorCode, int] = {
@@ -100,6 +105,11 @@ ERROR_STATUS: dict[ErrorCode, int] = {
     ErrorCode.ENGINE_ERROR: 502,
     ErrorCode.CANCELLED: 409,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.UNTRUSTED_ARTIFACT: 403,
+    ErrorCode.MODEL_DEPRECATED: 410,
+    ErrorCode.BUDGET_EXCEEDED: 402,
+    ErrorCode.POOL_DRAINING: 503,
 }
 """HTTP status answered for each code when it is returned as a response (not as an SSE event)."""
 
