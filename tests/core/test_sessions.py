@@ -95,12 +95,6 @@ def test_delete(registry: SessionRegistry) -> None:
     assert len(registry) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: SessionRegistry.delete ignores `now`; an expired session that get() already treats as gone "
-    "is still reported as deleted (True)",
-)
 def test_delete_of_an_expired_session_reports_not_found(registry: SessionRegistry) -> None:
     registry.touch("s", now=0.0)
     # Not looked up or swept since it expired: delete must still see that it is gone.

@@ -60,7 +60,10 @@ class SessionRegistry:
         session.pool, session.replica = pool, replica
 
     def delete(self, session_id: str, now: float) -> bool:
-        return self._sessions.pop(session_id, None) is not None
+        if self.get(session_id, now) is None:  # expired counts as gone
+            return False
+        del self._sessions[session_id]
+        return True
 
     def sweep(self, now: float) -> int:
         """Drop expired sessions; returns how many."""

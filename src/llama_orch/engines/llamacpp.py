@@ -118,20 +118,27 @@ class LlamaCppEngine(Engine):
         async with resp:
             await _raise_for_status(resp, self.engine_name)
             buffer = b""
-            finished = False
             try:
                 async for chunk in resp.content.iter_any():
                     buffer += chunk
                     events = buffer.split(b"\n\n")
                     buffer = events.pop()
                     batch: list[str] = []
+                    failure: EngineError | None = None
+                    finished = False
                     for event in events:
-                        done = self._parse_event(event, batch)
-                        if done:
-                            finished = True
+                        try:
+                            finished = self._parse_event(event, batch)
+                        except EngineError as exc:
+                            failure = exc
                             break
+                        if finished:
+                            break
+                    # Tokens that arrived before a failure in the same read are still delivered.
                     if batch:
                         yield batch
+                    if failure is not None:
+                        raise failure
                     if finished:
                         return
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError) as exc:
@@ -150,6 +157,8 @@ class LlamaCppEngine(Engine):
                 continue
             try:
                 data = json.loads(line[5:])
+                if not isinstance(data, dict):
+                    raise ValueError("event data is not a JSON object")
             except ValueError as exc:
                 raise EngineError(
                     ErrorCode.ENGINE_ERROR,

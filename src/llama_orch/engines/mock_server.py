@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import time
+import uuid
 
 from aiohttp import web
 
@@ -58,7 +59,8 @@ async def _completion(request: web.Request) -> web.StreamResponse:
         n_predict = int(body.get("n_predict", 16))
         seed = body.get("seed")
         req = EngineRequest(
-            task_id=str(body.get("id", "")),
+            # A seedless request gets its own random output, as a real engine's would.
+            task_id=uuid.uuid4().hex,
             prompt=prompt,
             max_tokens=max(1, n_predict),
             seed=None if seed is None or seed < 0 else int(seed),
