@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llama_orch.core._budgets import Budget
+
 
 @dataclass(slots=True)
 class Session:
@@ -17,6 +19,8 @@ class Session:
     pool: str | None = None
     replica: str | None = None
     kv_warm: bool = False
+    budget: Budget | None = None
+    in_flight: int = 0
 
     def ttl_ms_remaining(self, now: float) -> int:
         return max(0, int((self.expires_at - now) * 1000))

@@ -10,12 +10,12 @@ from llama_orch_api import AdmissionResponse, ErrorCode, SessionInfo, TaskReques
 
 
 async def create_task(request: web.Request) -> web.Response:
-    admitted = request.app[ORCH].submit(await read_body(request))
-    return json_response(
-        admitted,
-        status=202,
-        headers={"Location": admitted.stream_url, "X-Backoff-Ms": str(admitted.backoff_ms)},
-    )
+    orch = request.app[ORCH]
+    admitted = orch.submit(await read_body(request))
+    headers = {"Location": admitted.stream_url, "X-Backoff-Ms": str(admitted.backoff_ms)}
+    if admitted.session_id is not None:
+        headers.update(orch.budget_headers(admitted.session_id))
+    return json_response(admitted, status=202, headers=headers)
 
 
 async def stream_task(request: web.Request) -> web.StreamResponse:
@@ -55,7 +55,9 @@ async def cancel_task(request: web.Request) -> web.Response:
 
 
 async def get_session(request: web.Request) -> web.Response:
-    return json_response(request.app[ORCH].session_info(request.match_info["session_id"]))
+    orch = request.app[ORCH]
+    session_id = request.match_info["session_id"]
+    return json_response(orch.session_info(session_id), headers=orch.budget_headers(session_id))
 
 
 async def delete_session(request: web.Request) -> web.Response:
@@ -66,7 +68,10 @@ async def delete_session(request: web.Request) -> web.Response:
 ROUTES = [
     Route(
         "POST", "/v1/tasks", create_task, "createTask", TaskRequest,
-        {"202": AdmissionResponse, "400": E, "405": E, "409": E, "413": E, "429": E, "500": E, "503": E},
+        {
+            "202": AdmissionResponse, "400": E, "402": E, "403": E, "405": E, "409": E, "410": E,
+            "413": E, "429": E, "500": E, "503": E,
+        },
     ),
     Route("GET", "/v1/tasks/{task_id}/stream", stream_task, "streamTask",
           responses={"200": None, "400": E, "404": E, "500": E}),

@@ -10,10 +10,11 @@ import contextlib
 import logging
 import time
 import uuid
+from typing import Protocol
 
 from pydantic import ValidationError
 
-from llama_orch.core import Full, SessionRegistry, candidate_pools
+from llama_orch.core import SAMPLER_PROFILES, Budget, BudgetExceeded, Full, Session, SessionRegistry, candidate_pools
 from llama_orch.errors import AdmissionError, OrchError, QueueFullError
 from llama_orch.server._pool import Pool
 from llama_orch.server._tasks import TaskRecord
@@ -21,10 +22,19 @@ from llama_orch.server.config import OrchestratorConfig
 from llama_orch_api import (
     API_VERSION,
     AdmissionResponse,
+    BudgetInfo,
     Capabilities,
     ErrorCode,
+    FeatureFlags,
     PoolCapability,
+    PoolHealth,
+    RateLimits,
+    ReplicaSet,
+    ReplicaSetList,
+    ReplicaStatus,
+    SamplerProfile,
     SessionInfo,
+    SloSnapshot,
     TaskRequest,
 )
 
@@ -45,6 +55,12 @@ def validation_error(exc: ValidationError) -> AdmissionError:
     )
 
 
+class AdmissionGate(Protocol):
+    """What admission asks of a model catalog: raise an AdmissionError to refuse ``model_ref``."""
+
+    def check_admissible(self, model_ref: str) -> None: ...
+
+
 class Orchestrator:
     def __init__(self, config: OrchestratorConfig) -> None:
         self.config = config
@@ -60,8 +76,9 @@ class Orchestrator:
             )
             for p in config.pools
         }
-        self._limits = [pool.limits for pool in self.pools.values()]
         self._sweeper: asyncio.Task[None] | None = None
+        self.catalog: AdmissionGate | None = None
+        """Set by the app when a model catalog is configured; consulted on every admission."""
 
     async def start(self) -> None:
         for pool in self.pools.values():
@@ -93,13 +110,32 @@ class Orchestrator:
         task_id = request.task_id or uuid.uuid4().hex
         if task_id in self.tasks:
             raise AdmissionError(ErrorCode.TASK_EXISTS, f"task {task_id!r} already exists")
-        candidates = candidate_pools(request, self._limits)
+        if request.sampler_profile_version not in SAMPLER_PROFILES:
+            raise AdmissionError(
+                ErrorCode.INVALID_PARAMS,
+                f"unknown sampler profile {request.sampler_profile_version!r}",
+                details={"known_profiles": sorted(SAMPLER_PROFILES)},
+            )
+        if request.budget is not None and request.session_id is None:
+            raise AdmissionError(ErrorCode.INVALID_PARAMS, "a budget belongs to a session: set session_id too")
+        candidates = candidate_pools(request, [p.limits for p in self.pools.values()])
         now = time.monotonic()
-        pools = [self.pools[c.pool_id] for c in candidates]
+        pools = [self.pools[c.pool_id] for c in candidates if self.pools[c.pool_id].admits]
+        if not pools:
+            states = {c.pool_id: self.pools[c.pool_id].state for c in candidates}
+            raise AdmissionError(
+                ErrorCode.POOL_DRAINING,
+                f"no matching pool is admitting tasks now ({', '.join(f'{k}: {v}' for k, v in states.items())})",
+                retriable=True,
+                retry_after_ms=1000,
+                details={"pools": states},
+            )
         if len(pools) == 1:
             pool, predicted = pools[0], pools[0].predict_new(request.priority, now)
         else:
             pool, predicted = min(((p, p.predict_new(request.priority, now)) for p in pools), key=lambda pp: pp[1])
+        if self.catalog is not None:
+            self.catalog.check_admissible(pool.model_ref)
         predicted_ms = int(predicted)
         if request.deadline_ms is not None and predicted_ms > request.deadline_ms:
             raise AdmissionError(
@@ -110,9 +146,15 @@ class Orchestrator:
                 details={"predicted_start_ms": predicted_ms, "pool": pool.pool_id},
             )
         record = TaskRecord(task_id, request, pool.pool_id, queue_position=0, predicted_start_ms=predicted_ms, now=now)
+        session = self.sessions.touch(request.session_id, now) if request.session_id is not None else None
+        budget = self._reserve(session, request, task_id, pool) if session is not None else None
         try:
             pushed = pool.enqueue(record)
         except Full:
+            if session is not None:
+                session.in_flight = max(0, session.in_flight - 1)
+            if budget is not None:
+                budget.release(task_id)
             retry = pool.retry_after_ms()
             policy = pool.queue.policy.value
             raise QueueFullError(
@@ -125,8 +167,6 @@ class Orchestrator:
             ) from None
         record.queue_position = pushed.position
         self.tasks[task_id] = record
-        if request.session_id is not None:
-            self.sessions.touch(request.session_id, now)
         record.emit(
             "metrics",
             f'{{"queue_position":{pushed.position},"predicted_start_ms":{predicted_ms},'
@@ -136,11 +176,52 @@ class Orchestrator:
         return AdmissionResponse(
             task_id=task_id,
             pool=pool.pool_id,
+            session_id=request.session_id,
             queue_position=pushed.position,
             predicted_start_ms=predicted_ms,
             backoff_ms=self._backoff_ms(pool),
             stream_url=f"/v1/tasks/{task_id}/stream",
         )
+
+    def _reserve(self, session: Session, request: TaskRequest, task_id: str, pool: Pool) -> Budget | None:
+        """Reserve the task's worst case against the session's budget (set by its first task)."""
+        if self.sessions.max_turns is not None and session.turns + session.in_flight >= self.sessions.max_turns:
+            raise AdmissionError(
+                ErrorCode.BUDGET_EXCEEDED,
+                f"session {session.session_id!r} reached its limit of {self.sessions.max_turns} turns",
+                details={"dimension": "turns"},
+            )
+        if session.budget is None:
+            spec = request.budget or self.config.sessions.default_budget
+            if spec is not None:
+                session.budget = Budget(tokens_limit=spec.tokens, wall_ms_limit=spec.wall_ms, cost_limit=spec.cost)
+        budget = session.budget
+        if budget is not None:
+            price = pool.config.price_per_token
+            try:
+                budget.reserve(task_id, request.max_tokens, request.max_tokens * price)
+            except BudgetExceeded as exc:
+                raise AdmissionError(
+                    ErrorCode.BUDGET_EXCEEDED,
+                    exc.message,
+                    details={"dimension": exc.dimension, "budget": budget_info(budget).model_dump()},
+                ) from None
+        session.in_flight += 1
+        return budget
+
+    def budget_headers(self, session_id: str | None) -> dict[str, str]:
+        """``X-Budget-*`` headers for a session with a budget (remaining amounts)."""
+        session = self.sessions.get(session_id, time.monotonic()) if session_id else None
+        if session is None or session.budget is None:
+            return {}
+        budget, headers = session.budget, {}
+        if (tokens := budget.tokens_remaining()) is not None:
+            headers["X-Budget-Tokens-Remaining"] = str(tokens)
+        if (cost := budget.cost_remaining()) is not None:
+            headers["X-Budget-Cost-Remaining"] = f"{cost:.6g}"
+        if (wall := budget.wall_ms_remaining()) is not None:
+            headers["X-Budget-Wall-Ms-Remaining"] = str(wall)
+        return headers
 
     def _backoff_ms(self, pool: Pool) -> int:
         """Advice for the client's next submission: 0 until the queue is half full."""
@@ -162,7 +243,16 @@ class Orchestrator:
         now = time.monotonic()
         self._finished[record.task_id] = now
         sid = record.request.session_id
-        if sid is not None and record.replica_id is not None and record.tokens_out:
+        if sid is None:
+            return
+        session = self.sessions.get(sid, now)
+        if session is None:
+            return
+        session.in_flight = max(0, session.in_flight - 1)
+        if session.budget is not None:
+            price = self.pools[record.pool_id].config.price_per_token
+            session.budget.settle(record.task_id, record.tokens_out, record.tokens_out * price)
+        if record.replica_id is not None and record.tokens_out:
             self.sessions.record_turn(
                 sid, now, pool=record.pool_id, replica=record.replica_id, tokens=record.tokens_out
             )
@@ -203,6 +293,7 @@ class Orchestrator:
             pool=session.pool,
             replica=session.replica,
             tokens_used=session.tokens_used,
+            budget=budget_info(session.budget) if session.budget is not None else None,
         )
 
     def delete_session(self, session_id: str) -> None:
@@ -210,6 +301,7 @@ class Orchestrator:
             raise OrchError(ErrorCode.NOT_FOUND, f"no session {session_id!r} (unknown or expired)")
 
     def capabilities(self) -> Capabilities:
+        server = self.config.server
         return Capabilities(
             api_version=API_VERSION,
             pools=[
@@ -217,16 +309,112 @@ class Orchestrator:
                     id=pool.pool_id,
                     engine=pool.config.engine,
                     engine_version=pool.engine_version,
-                    model_ref=pool.config.model_ref,
+                    model_ref=pool.model_ref,
                     ctx_max=pool.ctx_max,
                     max_tokens=pool.config.max_tokens,
+                    max_tokens_out=pool.config.max_tokens,
                     slots=pool.total_slots,
+                    concurrency=pool.total_slots,
                     replicas=len(pool.replicas),
                     workloads=sorted(pool.limits.workloads, key=lambda w: w.value),
                     determinism=sorted(pool.limits.determinism, key=lambda d: d.value),
                     queue_capacity=pool.queue.capacity,
                     queue_policy=pool.queue.policy.value,
+                    price_per_token=pool.config.price_per_token,
+                    rate_limits=RateLimits(
+                        queue_capacity=pool.queue.capacity,
+                        queue_policy=pool.queue.policy.value,
+                        max_body_bytes=server.max_body_bytes,
+                    ),
+                    features=FeatureFlags(
+                        determinism=sorted(d.value for d in pool.limits.determinism),
+                        kv_reuse=pool.config.engine != "mock",
+                        embeddings=False,
+                    ),
                 )
                 for pool in self.pools.values()
             ],
+            sampler_profiles=[
+                SamplerProfile(name=p.name, params=p.params(), deterministic=p.deterministic, notes=p.notes)
+                for p in SAMPLER_PROFILES.values()
+            ],
         )
+
+    # -- pools and replica sets -----------------------------------------------------------------
+
+    def pool(self, pool_id: str) -> Pool:
+        pool = self.pools.get(pool_id)
+        if pool is None:
+            raise OrchError(ErrorCode.NOT_FOUND, f"no pool {pool_id!r}", details={"known_pools": sorted(self.pools)})
+        return pool
+
+    @staticmethod
+    def _replica_statuses(pool: Pool) -> list[ReplicaStatus]:
+        state = pool.state if pool.state in ("draining", "drained") else "ready"
+        return [
+            ReplicaStatus(
+                id=r.replica_id,
+                state=state,
+                model_ref=r.model_ref,
+                slots_total=r.slots,
+                slots_free=max(0, r.slots - r.active),
+            )
+            for r in pool.replicas
+        ]
+
+    def pool_health(self, pool_id: str) -> PoolHealth:
+        pool = self.pool(pool_id)
+        return PoolHealth(
+            pool=pool.pool_id,
+            state=pool.state,
+            live=not pool.closing,
+            ready=pool.admits,
+            model_ref=pool.model_ref,
+            engine=pool.config.engine,
+            engine_version=pool.engine_version,
+            replicas=self._replica_statuses(pool),
+            queue_depth=len(pool.queue),
+            active=pool.active,
+            drain_deadline_ms=pool.drain_deadline_ms,
+            last_error=pool.last_error,
+        )
+
+    def replicasets(self) -> ReplicaSetList:
+        now = time.monotonic()
+        sets = []
+        for pool in self.pools.values():
+            total = pool.total_slots
+            busy = pool.active
+            sets.append(
+                ReplicaSet(
+                    pool=pool.pool_id,
+                    engine=pool.config.engine,
+                    engine_version=pool.engine_version,
+                    model_ref=pool.model_ref,
+                    state=pool.state,
+                    load=round(busy / total, 4) if total else 0.0,
+                    slots_total=total,
+                    slots_free=max(0, total - busy),
+                    queue_depth=len(pool.queue),
+                    queue_capacity=pool.queue.capacity,
+                    replicas=self._replica_statuses(pool),
+                    slo=SloSnapshot.model_validate(pool.slo.snapshot(now)),
+                )
+            )
+        return ReplicaSetList(replicasets=sets)
+
+
+def budget_info(budget: Budget) -> BudgetInfo:
+    return BudgetInfo(
+        tokens_limit=budget.tokens_limit,
+        tokens_used=budget.tokens_used,
+        tokens_reserved=budget.tokens_reserved,
+        tokens_remaining=budget.tokens_remaining(),
+        wall_ms_limit=budget.wall_ms_limit,
+        wall_ms_used=int(budget.wall_ms_used),
+        wall_ms_remaining=budget.wall_ms_remaining(),
+        cost_limit=budget.cost_limit,
+        cost_used=round(budget.cost_used, 9),
+        cost_reserved=round(budget.cost_reserved, 9),
+        cost_remaining=budget.cost_remaining(),
+    )

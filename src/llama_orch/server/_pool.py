@@ -15,11 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from llama_orch.core import (
+    SAMPLER_PROFILES,
     BoundedPriorityQueue,
+    Budget,
     PoolLimits,
     Pushed,
     ServiceEstimator,
     Session,
+    SloWindow,
     predict_start_ms,
 )
 from llama_orch.engines import Engine, EngineRequest, LlamaCppEngine, MockEngine
@@ -39,6 +42,7 @@ class Replica:
     replica_id: str
     engine: Engine
     slots: int
+    model_ref: str
     active: int = 0
     running: dict[str, TaskRecord] = field(default_factory=dict)
 
@@ -73,25 +77,20 @@ class Pool:
     ) -> None:
         self.config = config
         self.queue: BoundedPriorityQueue[TaskRecord] = BoundedPriorityQueue(config.queue.capacity, config.queue.policy)
-        self.replicas = [
-            Replica(f"{config.id}/r{i}", engine, 0)
-            for i, engine in enumerate(build_engine(config) for _ in range(config.replicas))
-        ]
+        self.model_ref = config.model_ref
+        self.generation = 0
+        self.replicas = self.new_replicas(config.model_ref)
         info = self.replicas[0].engine.describe()
-        for replica in self.replicas:
-            replica.slots = config.slots or info.slots
         self.engine_version = info.version
         self.ctx_max = config.ctx_max or info.ctx_max
         modes = frozenset(config.determinism) if config.determinism is not None else info.determinism
-        self.limits = PoolLimits(
-            pool_id=config.id,
-            engine=config.engine,
-            model_ref=config.model_ref,
-            ctx_max=self.ctx_max,
-            max_tokens=config.max_tokens,
-            workloads=frozenset(config.workloads),
-            determinism=modes | {Determinism.best_effort},
-        )
+        self.determinism = modes | {Determinism.best_effort}
+        self.state = "ready"
+        """ready | draining | drained | reloading — only a ready (or reloading) pool admits."""
+        self.last_error: str | None = None
+        self.drain_deadline_ms: int | None = None
+        self.slo = SloWindow()
+        self.limits = self._compute_limits()
         if config.engine == "mock":
             rate = config.mock.tokens_per_s
             self.estimator = ServiceEstimator(
@@ -106,10 +105,48 @@ class Pool:
         self._session_of = session_of
         self._metrics_interval_s = metrics_interval_s
         self._closing = False
+        self._retired_running: dict[str, TaskRecord] = {}
+        self._retired_replicas: list[Replica] = []
+        self._closers: set[asyncio.Task[None]] = set()
 
     @property
     def pool_id(self) -> str:
         return self.config.id
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def admits(self) -> bool:
+        return self.state in ("ready", "reloading") and not self._closing
+
+    def _compute_limits(self) -> PoolLimits:
+        return PoolLimits(
+            pool_id=self.config.id,
+            engine=self.config.engine,
+            model_ref=self.model_ref,
+            ctx_max=self.ctx_max,
+            max_tokens=self.config.max_tokens,
+            workloads=frozenset(self.config.workloads),
+            determinism=self.determinism,
+        )
+
+    def new_replicas(self, model_ref: str) -> list[Replica]:
+        """Fresh (unstarted) replicas for ``model_ref``; ids carry a generation so reloads never reuse one."""
+        suffix = f"g{self.generation}" if self.generation else ""
+        replicas = []
+        for i in range(self.config.replicas):
+            engine = build_engine(self.config)
+            slots = self.config.slots or engine.describe().slots
+            replicas.append(Replica(f"{self.config.id}/r{i}{suffix}", engine, slots, model_ref))
+        return replicas
+
+    @property
+    def running(self) -> list[TaskRecord]:
+        return [rec for replica in self.replicas for rec in replica.running.values()] + [
+            rec for rec in self._retired_running.values()
+        ]
 
     @property
     def total_slots(self) -> int:
@@ -133,15 +170,50 @@ class Pool:
         )
         while (item := self.queue.pop()) is not None:
             item[1].finish_error(shutdown.envelope())
-        for replica in self.replicas:
-            for record in replica.running.values():
-                record.finish_error(shutdown.envelope())
+        for record in self.running:
+            record.finish_error(shutdown.envelope())
         runners = list(self._runners.values())
         for runner in runners:
             runner.cancel()
         await asyncio.gather(*runners, return_exceptions=True)
-        for replica in self.replicas:
+        await asyncio.gather(*self._closers, return_exceptions=True)
+        for replica in [*self.replicas, *self._retired_replicas]:
             await replica.engine.aclose()
+
+    def abort_all(self, error: OrchError) -> int:
+        """End every queued and running task with ``error``; returns how many were ended."""
+        ended = 0
+        while (item := self.queue.pop()) is not None:
+            record = item[1]
+            self._queued_tokens[record.request.priority] -= record.request.max_tokens
+            if record.finish_error(error.envelope()):
+                ended += 1
+            self._on_finished(record)
+        for record in self.running:
+            if record.finish_error(error.envelope()):
+                ended += 1
+            runner = self._runners.get(record.task_id)
+            if runner is not None:
+                runner.cancel()
+        return ended
+
+    async def wait_runners(self) -> None:
+        """Wait for every task runner to finish its clean-up."""
+        runners = list(self._runners.values())
+        await asyncio.gather(*runners, return_exceptions=True)
+
+    def swap_replicas(self, fresh: list[Replica], model_ref: str) -> None:
+        """Make ``fresh`` (started, healthy) the replicas; old ones finish their tasks, then close."""
+        old, self.replicas = self.replicas, fresh
+        self.model_ref = model_ref
+        self.limits = self._compute_limits()
+        for replica in old:
+            self._retired_running.update(replica.running)
+            if replica.active:
+                self._retired_replicas.append(replica)
+            else:
+                self._closers.add(asyncio.get_running_loop().create_task(replica.engine.aclose()))
+        self._closers = {t for t in self._closers if not t.done()}
 
     # -- admission ------------------------------------------------------------------------------
 
@@ -226,7 +298,7 @@ class Pool:
 
     def pump(self) -> None:
         """Start queued tasks while a replica has a free slot."""
-        if self._closing:
+        if self._closing or self.state == "drained":
             return
         now = time.monotonic()
         while self.queue:
@@ -275,17 +347,22 @@ class Pool:
                 waited_ms=waited_ms,
             ).model_dump_json(),
         )
-        self._emit_metrics(record, kv_warm)
+        self._emit_metrics(record, kv_warm, session.budget if session is not None else None)
+        profile = SAMPLER_PROFILES[req.sampler_profile_version]
         engine_req = EngineRequest(
             task_id=record.task_id,
             prompt=req.text(),
             max_tokens=req.max_tokens,
             seed=req.seed,
             determinism=req.determinism,
-            sampler_profile=req.sampler_profile_version,
+            sampler_profile=profile.name,
+            temperature=profile.temperature,
+            top_p=profile.top_p,
+            top_k=profile.top_k,
         )
+        budget = session.budget if session is not None else None
         stream = replica.engine.stream(engine_req)
-        last_metrics = started_at
+        last_metrics = last_charge = started_at
         try:
             timeout = self.config.first_token_timeout_s
             while True:
@@ -308,9 +385,18 @@ class Pool:
                 if not record.emit_tokens(batch):
                     break
                 now = time.monotonic()
+                if budget is not None:
+                    spent = not budget.charge_wall((now - last_charge) * 1000)
+                    last_charge = now
+                    if spent:
+                        raise OrchError(
+                            ErrorCode.BUDGET_EXCEEDED,
+                            f"session {req.session_id!r} spent its wall-time budget after {record.tokens_out} tokens",
+                            details={"dimension": "wall_ms"},
+                        )
                 if now - last_metrics >= self._metrics_interval_s:
                     last_metrics = now
-                    self._emit_metrics(record, kv_warm)
+                    self._emit_metrics(record, kv_warm, budget)
             decode_ms = int((time.monotonic() - (record.first_token_at or started_at)) * 1000)
             finish_reason = "length" if record.tokens_out >= req.max_tokens else "stop"
             record.finish(
@@ -326,6 +412,7 @@ class Pool:
             )
         except EngineError as exc:
             exc.engine = exc.engine or self.config.engine
+            self.last_error = f"{exc.code.value}: {exc.message}"
             record.finish_error(exc.envelope())
             log.warning(
                 "task %s failed on replica %s: %s",
@@ -334,6 +421,8 @@ class Pool:
                 exc.code.value,
                 extra={"task_id": record.task_id, "narration": exc.message},
             )
+        except OrchError as exc:  # budget exhausted mid-stream
+            record.finish_error(exc.envelope())
         except asyncio.CancelledError:
             record.finish_error(OrchError(ErrorCode.CANCELLED, "task cancelled").envelope(), TaskState.cancelled)
             raise
@@ -344,18 +433,31 @@ class Pool:
             await stream.aclose()
             replica.active -= 1
             replica.running.pop(record.task_id, None)
+            self._retired_running.pop(record.task_id, None)
             self._runners.pop(record.task_id, None)
+            if budget is not None:
+                budget.charge_wall((time.monotonic() - last_charge) * 1000)
+            if replica in self._retired_replicas and replica.active == 0:
+                # The last task on a replica replaced by a reload: close its engine now.
+                self._retired_replicas.remove(replica)
+                await replica.engine.aclose()
             if record.state is TaskState.done and record.first_token_at is not None:
+                ttft_ms = (record.first_token_at - started_at) * 1000
+                decoded_ms = ((record.finished_at or time.monotonic()) - record.first_token_at) * 1000
                 self.estimator.observe(
-                    first_token_ms=(record.first_token_at - started_at) * 1000,
-                    decode_ms=((record.finished_at or time.monotonic()) - record.first_token_at) * 1000,
+                    first_token_ms=ttft_ms,
+                    decode_ms=decoded_ms,
                     tokens_out=record.tokens_out,
                     max_tokens=req.max_tokens,
                 )
+                rate = (
+                    (record.tokens_out - 1) / (decoded_ms / 1000) if record.tokens_out > 1 and decoded_ms > 0 else None
+                )
+                self.slo.add(time.monotonic(), ttft_ms, rate)
             self._on_finished(record)
             self.pump()
 
-    def _emit_metrics(self, record: TaskRecord, kv_warm: bool) -> None:
+    def _emit_metrics(self, record: TaskRecord, kv_warm: bool, budget: Budget | None) -> None:
         elapsed = time.monotonic() - (record.first_token_at or time.monotonic())
         rate = record.tokens_out / elapsed if elapsed > 0 and record.tokens_out > 1 else None
         payload: dict[str, object] = {
@@ -365,4 +467,8 @@ class Pool:
         }
         if rate is not None:
             payload["tokens_per_s"] = round(rate, 1)
+        if budget is not None:
+            payload["budget_tokens_remaining"] = budget.tokens_remaining()
+            payload["budget_cost_remaining"] = budget.cost_remaining()
+            payload["budget_wall_ms_remaining"] = budget.wall_ms_remaining()
         record.emit("metrics", json.dumps(payload))

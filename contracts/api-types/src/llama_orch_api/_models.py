@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llama_orch_api._control import BudgetInfo, BudgetSpec, FeatureFlags, RateLimits, SamplerProfile
+
 API_VERSION = "0.1.0"
 """The API version these models describe; equal to ``info.version`` in the OpenAPI files."""
 
@@ -80,6 +82,7 @@ class ErrorCode(StrEnum):
     MODEL_DEPRECATED = "MODEL_DEPRECATED"
     BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
     POOL_DRAINING = "POOL_DRAINING"
+    RELOAD_FAILED = "RELOAD_FAILED"
 
 
 ERROR_STATUS: dict[ErrorCode, int] = {
@@ -110,6 +113,7 @@ ERROR_STATUS: dict[ErrorCode, int] = {
     ErrorCode.MODEL_DEPRECATED: 410,
     ErrorCode.BUDGET_EXCEEDED: 402,
     ErrorCode.POOL_DRAINING: 503,
+    ErrorCode.RELOAD_FAILED: 422,
 }
 """HTTP status answered for each code when it is returned as a response (not as an SSE event)."""
 
@@ -152,6 +156,9 @@ class TaskRequest(_Request):
         default=None, ge=1, description="Relative: the task must start decoding within this many ms."
     )
     kv_hint: KvHint | None = None
+    budget: BudgetSpec | None = Field(
+        default=None, description="Budget of the session, set when this task creates it (OC-CLI-2402)."
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> TaskRequest:
@@ -173,6 +180,7 @@ class AdmissionResponse(_Response):
 
     task_id: str
     pool: str
+    session_id: str | None = None
     queue_position: int = Field(ge=0)
     predicted_start_ms: int = Field(ge=0)
     backoff_ms: int = Field(ge=0)
@@ -203,6 +211,7 @@ class SessionInfo(_Response):
     pool: str | None = None
     replica: str | None = None
     tokens_used: int = Field(default=0, ge=0)
+    budget: BudgetInfo | None = None
 
 
 class PoolCapability(_Response):
@@ -218,6 +227,11 @@ class PoolCapability(_Response):
     determinism: list[Determinism]
     queue_capacity: int
     queue_policy: Literal["reject", "drop-lru"]
+    max_tokens_out: int = Field(description="Largest max_tokens a task may ask for (same as max_tokens).")
+    concurrency: int = Field(description="Tasks decoded at once: replicas x slots.")
+    price_per_token: float = Field(ge=0, description="Cost charged per output token against budgets.")
+    rate_limits: RateLimits
+    features: FeatureFlags
 
 
 class Capabilities(_Response):
@@ -225,6 +239,7 @@ class Capabilities(_Response):
 
     api_version: str
     pools: list[PoolCapability]
+    sampler_profiles: list[SamplerProfile] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,6 +270,9 @@ class MetricsEvent(_Response):
     kv_warmth: bool = False
     tokens_out: int = Field(default=0, ge=0)
     tokens_per_s: float | None = None
+    budget_tokens_remaining: int | None = None
+    budget_cost_remaining: float | None = None
+    budget_wall_ms_remaining: int | None = None
 
 
 class EndEvent(_Response):

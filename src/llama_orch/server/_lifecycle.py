@@ -1,0 +1,124 @@
+"""Pool drain and atomic reload (OC-CLI-2102), for pools this orchestrator runs in-process.
+
+Drain: the pool stops admitting (``503 POOL_DRAINING``); queued and running tasks may finish until
+the deadline; whatever is left then ends with a retriable ``POOL_DRAINING`` error. The pool is then
+``drained`` and admits nothing until it is reloaded.
+
+Reload: new replicas for the new model are built and started *beside* the old ones, which keep
+serving; only when every new replica passes its health check before the deadline are they swapped
+in (new tasks go to them, old replicas finish what they run and are then closed). On any failure
+the new replicas are closed and the pool stays on the old model, ready: a rollback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from llama_orch.errors import OrchError
+from llama_orch.server._pool import Pool, Replica
+from llama_orch_api import ErrorCode, PoolOperation
+
+log = logging.getLogger("llama_orch.pool")
+
+GGUF_MAGIC = b"GGUF"
+
+
+def _elapsed_ms(began: float) -> int:
+    return int((time.monotonic() - began) * 1000)
+
+
+async def drain(pool: Pool, deadline_ms: int) -> PoolOperation:
+    if pool.state in ("draining", "reloading"):
+        raise OrchError(ErrorCode.CONFLICT, f"pool {pool.pool_id!r} is already {pool.state}")
+    began = time.monotonic()
+    pool.state = "draining"
+    pool.drain_deadline_ms = deadline_ms
+    log.info("draining pool %s (deadline %d ms)", pool.pool_id, deadline_ms, extra={"pool": pool.pool_id})
+    before = len(pool.queue) + len(pool.running)
+    deadline = began + deadline_ms / 1000
+    # Bounded by the deadline; an admin operation, so a short poll is simpler than wiring events.
+    while (pool.queue or pool.running) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    leftover = pool.abort_all(
+        OrchError(
+            ErrorCode.POOL_DRAINING,
+            f"pool {pool.pool_id!r} was drained; its deadline of {deadline_ms} ms passed",
+            retriable=True,
+            retry_after_ms=1000,
+        )
+    )
+    await pool.wait_runners()
+    pool.state = "drained"
+    pool.drain_deadline_ms = None
+    return PoolOperation(
+        pool=pool.pool_id,
+        operation="drain",
+        outcome="completed",
+        state="drained",
+        model_ref=pool.model_ref,
+        finished_tasks=max(0, before - leftover),
+        cancelled_tasks=leftover,
+        duration_ms=_elapsed_ms(began),
+        message=f"drained: {before - leftover} task(s) finished, {leftover} cut at the deadline",
+    )
+
+
+def _check_loadable(pool: Pool, model_ref: str) -> None:
+    """What the engine would refuse to load. The mock loads ``mock:*`` and real GGUF files."""
+    if model_ref.startswith("mock:"):
+        return
+    path = Path(model_ref.removeprefix("file:"))
+    if not path.is_file():
+        raise ValueError(f"model file {path} does not exist")
+    with path.open("rb") as fh:
+        if fh.read(4) != GGUF_MAGIC:
+            raise ValueError(f"model file {path} is not a GGUF file (bad magic)")
+
+
+async def reload(pool: Pool, model_ref: str, deadline_ms: int) -> PoolOperation:
+    if pool.state in ("draining", "reloading"):
+        raise OrchError(ErrorCode.CONFLICT, f"pool {pool.pool_id!r} is {pool.state}; try again when it is done")
+    began = time.monotonic()
+    previous_state, previous_model = pool.state, pool.model_ref
+    pool.state = "reloading"
+    pool.generation += 1
+    fresh: list[Replica] = pool.new_replicas(model_ref)
+    try:
+        async with asyncio.timeout(deadline_ms / 1000):
+            await asyncio.to_thread(_check_loadable, pool, model_ref)
+            for replica in fresh:
+                await replica.engine.start()
+                if not await replica.engine.health():
+                    raise ValueError(f"replica {replica.replica_id} failed its health check")
+    except (ValueError, OSError, TimeoutError) as exc:
+        reason = "the deadline passed" if isinstance(exc, TimeoutError) else str(exc)
+        for replica in fresh:
+            await replica.engine.aclose()
+        pool.state = previous_state
+        pool.last_error = f"reload to {model_ref!r} failed: {reason}"
+        pool.pump()
+        log.warning("reload of pool %s to %s rolled back: %s", pool.pool_id, model_ref, reason)
+        raise OrchError(
+            ErrorCode.RELOAD_FAILED,
+            f"reload of pool {pool.pool_id!r} to {model_ref!r} failed ({reason}); "
+            f"rolled back, still serving {previous_model!r}",
+            details={"rolled_back": True, "model_ref": previous_model},
+        ) from exc
+    pool.swap_replicas(fresh, model_ref)
+    pool.state = "ready"
+    pool.last_error = None
+    pool.pump()
+    log.info("pool %s reloaded: %s -> %s", pool.pool_id, previous_model, model_ref)
+    return PoolOperation(
+        pool=pool.pool_id,
+        operation="reload",
+        outcome="completed",
+        state="ready",
+        model_ref=model_ref,
+        previous_model_ref=previous_model,
+        duration_ms=_elapsed_ms(began),
+        message=f"now serving {model_ref!r}; old replicas finish their running tasks",
+    )
