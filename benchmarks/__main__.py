@@ -1,0 +1,236 @@
+"""``python -m benchmarks [--quick] [--only admission,relay,prediction] [--out PATH]``.
+
+Runs the benchmarks, prints a table and writes JSON (default ``benchmarks/results/latest.json``).
+See ``benchmarks/README.md`` for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from benchmarks import admission, prediction, relay
+from benchmarks._common import ROOT, pick_cpus
+
+SECTIONS = ("admission", "relay", "prediction")
+
+
+def _git_rev() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5, check=False
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _f(x: Any, digits: int = 1) -> str:
+    if isinstance(x, float) and math.isnan(x):
+        return "n/a"
+    if isinstance(x, int | float):
+        return f"{x:,.{digits}f}"
+    return str(x)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  " + "  ".join(cells))
+        if n == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def report_admission(r: dict[str, Any]) -> str:
+    o, b = r["orchestratord"], r["baseline"]
+    rows = [["", "tasks/s", "p50 ms", "p99 ms", "requests", "CPU us/task", "server CPU %", "loadgen CPU %"]]
+    for name, x in (("orchestratord", o), (f"baseline: {r['baseline_server']}", b)):
+        rows.append(
+            [
+                name,
+                _f(x["tasks_per_s"], 0),
+                _f(x["p50_ms"], 2),
+                _f(x["p99_ms"], 2),
+                _f(x["requests"], 0),
+                _f(x["server_cpu_us_per_request"]),
+                _f(x["server_cpu_pct"]),
+                _f(x["loadgen_cpu_pct"]),
+            ]
+        )
+    p = r["params"]
+    verdict = "meets" if r["meets_target"] else "misses"
+    return "\n".join(
+        [
+            f"ADMISSION  POST /v1/tasks, {p['concurrency']} concurrent keep-alive clients ({p['client']} client), "
+            f"{p['body_bytes']} B body, {p['warmup_s']:g} s warm-up + {p['duration_s']:g} s measured per server",
+            f"  {r['setup']}",
+            _table(rows),
+            f"  ratio orchestratord/baseline tasks/s: {_f(r['ratio'], 3)}  "
+            f"(target >= 0.7 with p99 < 20 ms: {verdict}); "
+            f"CPU-cost ratio baseline/orchestratord: {_f(r['cpu_ratio'], 3)}",
+            *(f"  note: {n}" for n in r["notes"]),
+        ]
+    )
+
+
+def report_relay(r: dict[str, Any]) -> str:
+    rows = [
+        [
+            "rate/stream",
+            "offered tok/s",
+            "direct tok/s",
+            "through tok/s",
+            "direct p50/p99 ms",
+            "through p50/p99 ms",
+            "added p50/p99 ms",
+            "orchestratord CPU % (us/token)",
+        ]
+    ]
+    notes: list[str] = []
+    for s in r["steps"]:
+        d, t = s["direct"], s["through"]
+        rows.append(
+            [
+                _f(s["rate_per_stream"], 0),
+                _f(s["offered_tokens_per_s"], 0),
+                _f(d["tokens_per_s"], 0),
+                _f(t["tokens_per_s"], 0),
+                f"{_f(d['latency_p50_ms'], 2)} / {_f(d['latency_p99_ms'], 2)}",
+                f"{_f(t['latency_p50_ms'], 2)} / {_f(t['latency_p99_ms'], 2)}",
+                f"{_f(s['added_p50_ms'], 2)} / {_f(s['added_p99_ms'], 2)}",
+                f"{_f(t['cpu_pct'].get('orchestratord', math.nan))} "
+                f"({_f(t['cpu_us_per_token'].get('orchestratord', math.nan), 2)})",
+            ]
+        )
+        notes.extend(f"R={s['rate_per_stream']:g}: {n}" for n in s["notes"])
+    return "\n".join(
+        [
+            "RELAY  per-token latency = client arrival wall time - engine emission stamp",
+            f"  {r['setup']}",
+            _table(rows),
+            *(f"  note: {n}" for n in notes),
+        ]
+    )
+
+
+def report_prediction(r: dict[str, Any]) -> str:
+    verdict = "meets" if r["meets_target"] else "misses"
+    lines = [
+        "PREDICTION  admission's predicted_start_ms vs the measured wait (started event's waited_ms)",
+        f"  {r['setup']}",
+        f"  tasks measured: {r['tasks_measured']} (errors {r['error_count']}); "
+        f"waited >= 10 ms: {r['tasks_waited_ge_10ms']}; wait median {_f(r['median_waited_ms'])} ms, "
+        f"p90 {_f(r['p90_waited_ms'])} ms, max {r['max_waited_ms']} ms",
+        f"  |error| as % of actual wait (tasks waiting >= 10 ms): median {_f(r['median_abs_err_pct'])}%, "
+        f"p90 {_f(r['p90_abs_err_pct'])}%  (target median <= 15%: {verdict}); "
+        f"median signed error {_f(r['median_signed_err_ms_waited'])} ms (+ = predicted later than actual)",
+        f"  |error| in ms over all tasks: median {_f(r['median_abs_err_ms_all'])} ms, "
+        f"p90 {_f(r['p90_abs_err_ms_all'])} ms",
+    ]
+    lines.extend(f"  error: {e}" for e in r["errors"])
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description="llama-orch benchmarks")
+    parser.add_argument("--quick", action="store_true", help="shorter runs (smoke test; noisier numbers)")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
+    parser.add_argument(
+        "--loadgen",
+        choices=["raw", "aiohttp"],
+        default="raw",
+        help="admission load generator's HTTP client: a minimal asyncio-protocol client (default; cheap enough "
+        "never to be the limit) or aiohttp's client (saturates its core at about 14k requests/s)",
+    )
+    parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs (kept anyway on failure)")
+    args = parser.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(unknown)}")
+
+    cpus = pick_cpus()
+    if cpus.load is not None:
+        os.sched_setaffinity(0, {cpus.load})  # this driver (and the prediction clients) stay off the server core
+    quick = args.quick
+    adm = admission.AdmissionParams(client=args.loadgen)
+    if quick:
+        adm = admission.AdmissionParams(warmup_s=1.0, duration_s=2.0, client=args.loadgen)
+    rel = relay.RelayParams(tokens=1000, rates=(1000.0,)) if quick else relay.RelayParams()
+    pred = prediction.PredictionParams(tasks=80) if quick else prediction.PredictionParams()
+
+    started = time.monotonic()
+    result: dict[str, Any] = {
+        "meta": {
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "git": _git_rev(),
+            "quick": quick,
+            "python": platform.python_version(),
+            "host_cpus": os.cpu_count(),
+            "cpu_pinning": cpus.describe(),
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        }
+    }
+    print(f"llama-orch benchmarks ({'quick' if quick else 'full'}): {cpus.describe()}", flush=True)
+    print(f"  load average at start: {result['meta']['loadavg_at_start']} (other work on the machine adds noise)\n")
+    failed = False
+    tmp = Path(tempfile.mkdtemp(prefix="llorch-bench-"))
+    try:
+        sections: list[tuple[str, Callable[[], dict[str, Any]], Callable[[dict[str, Any]], str]]] = [
+            ("admission", partial(admission.run, adm, cpus, tmp), report_admission),
+            ("relay", partial(relay.run, rel, cpus, tmp), report_relay),
+            ("prediction", partial(prediction.run, pred, cpus, tmp), report_prediction),
+        ]
+        for name, fn, report in sections:
+            if name not in only:
+                continue
+            t0 = time.monotonic()
+            try:
+                section = fn()
+            except Exception as exc:  # a failed section is reported; the others still run
+                failed = True
+                section = {"failed": f"{type(exc).__name__}: {exc}"}
+                print(f"{name.upper()} FAILED: {type(exc).__name__}: {exc}\n", flush=True)
+            else:
+                print(report(section) + "\n", flush=True)
+            section["elapsed_s"] = round(time.monotonic() - t0, 1)
+            result[name] = section
+    finally:
+        if args.keep_logs or failed:
+            print(f"servers' logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result["meta"]["elapsed_s"] = round(time.monotonic() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"total {result['meta']['elapsed_s']:.0f} s; JSON written to {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
