@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from llama_orch_api._artifacts import (
+    Artifact,
+    ArtifactCreate,
+    ArtifactKind,
+    ArtifactLineage,
+    ArtifactList,
+    ArtifactRef,
+)
 from llama_orch_api._models import (
     API_VERSION,
     ERROR_STATUS,
@@ -29,6 +37,12 @@ __all__ = [
     "ERROR_STATUS",
     "SSE_EVENTS",
     "AdmissionResponse",
+    "Artifact",
+    "ArtifactCreate",
+    "ArtifactKind",
+    "ArtifactLineage",
+    "ArtifactList",
+    "ArtifactRef",
     "Capabilities",
     "Determinism",
     "EndEvent",
