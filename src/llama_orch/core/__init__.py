@@ -5,7 +5,14 @@ No I/O and no event loop: every function takes the time it needs as an argument.
 
 from __future__ import annotations
 
-from llama_orch.core._admission import PoolLimits, candidate_pools, estimate_prompt_tokens
+from llama_orch.core._admission import (
+    PoolLimits,
+    candidate_pools,
+    check_limits,
+    estimate_prompt_tokens,
+    match_key,
+    matching_pools,
+)
 from llama_orch.core._budgets import Budget, BudgetExceeded
 from llama_orch.core._predict import ServiceEstimator, predict_start_ms
 from llama_orch.core._queue import BoundedPriorityQueue, Full, Pushed, QueuePolicy
@@ -28,6 +35,9 @@ __all__ = [
     "SessionRegistry",
     "SloWindow",
     "candidate_pools",
+    "check_limits",
     "estimate_prompt_tokens",
+    "match_key",
+    "matching_pools",
     "predict_start_ms",
 ]

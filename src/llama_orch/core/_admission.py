@@ -33,7 +33,8 @@ def estimate_prompt_tokens(text: str) -> int:
 
     Used only to refuse prompts that obviously cannot fit; the engine has the final word.
     """
-    return max(1, math.ceil(len(text.encode("utf-8", "surrogatepass")) / 4))
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return max(1, math.ceil(size / 4))
 
 
 def _fail(code: ErrorCode, message: str, **details: object) -> AdmissionError:
@@ -42,6 +43,16 @@ def _fail(code: ErrorCode, message: str, **details: object) -> AdmissionError:
 
 def candidate_pools(request: TaskRequest, pools: Sequence[PoolLimits]) -> list[PoolLimits]:
     """Pools that may run ``request``; raises :class:`AdmissionError` naming the first violated rule."""
+    return check_limits(request, matching_pools(request, pools))
+
+
+def match_key(request: TaskRequest) -> tuple[object, ...]:
+    """What :func:`matching_pools` depends on: requests with equal keys match the same pools."""
+    return (request.pool, request.engine, request.model_ref, request.workload, request.determinism)
+
+
+def matching_pools(request: TaskRequest, pools: Sequence[PoolLimits]) -> list[PoolLimits]:
+    """Pools whose name, engine, model, workloads and determinism fit ``request`` (limits aside)."""
     matching = list(pools)
     if request.pool is not None:
         matching = [p for p in matching if p.pool_id == request.pool]
@@ -85,14 +96,17 @@ def candidate_pools(request: TaskRequest, pools: Sequence[PoolLimits]) -> list[P
                 pools=[p.pool_id for p in matching],
             )
         matching = strict
-    return _check_limits(request, matching)
+    return matching
 
 
-def _check_limits(request: TaskRequest, pools: list[PoolLimits]) -> list[PoolLimits]:
-    ctx_max = max(p.ctx_max for p in pools)
+def check_limits(request: TaskRequest, pools: list[PoolLimits]) -> list[PoolLimits]:
+    """The pools among ``pools`` whose context and max_tokens limits fit ``request``."""
+    if len(pools) == 1:
+        ctx_max, limit = pools[0].ctx_max, pools[0].max_tokens
+    else:
+        ctx_max, limit = max(p.ctx_max for p in pools), max(p.max_tokens for p in pools)
     if request.ctx is not None and request.ctx > ctx_max:
         raise _fail(ErrorCode.CTX_EXCEEDED, f"ctx {request.ctx} exceeds the pool limit {ctx_max}", ctx_max=ctx_max)
-    limit = max(p.max_tokens for p in pools)
     if request.max_tokens > limit:
         raise _fail(
             ErrorCode.MAX_TOKENS_EXCEEDED,
@@ -109,6 +123,8 @@ def _check_limits(request: TaskRequest, pools: list[PoolLimits]) -> list[PoolLim
             prompt_tokens_estimate=prompt_tokens,
             ctx=window,
         )
+    if len(pools) == 1:
+        return pools  # the single pool's limits were just checked
     fitting = [p for p in pools if p.max_tokens >= request.max_tokens and p.ctx_max >= max(needed, request.ctx or 0)]
     if not fitting:
         raise _fail(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -66,6 +67,12 @@ def main(argv: list[str] | None = None) -> None:
         pass
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = create_app(config)
+    # Admission allocates many small, mostly long-lived objects (queued tasks): young-generation
+    # collections every 700 allocations cost ~8 us a request under load. Collect less often, and
+    # keep start-up objects out of every collection.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     source = args.config or "embedded default"
     pools = ", ".join(f"{p.id} (engine {p.engine}, model {p.model_ref})" for p in config.pools)
 

@@ -43,7 +43,10 @@ async def reload_pool(request: web.Request) -> web.Response:
     body = await read_model(request, ReloadRequest)
     if orch.catalog is not None:
         orch.catalog.check_admissible(body.model_ref)
-    return json_response(await _lifecycle.reload(pool, body.model_ref, body.deadline_ms))
+    try:
+        return json_response(await _lifecycle.reload(pool, body.model_ref, body.deadline_ms))
+    finally:
+        orch.pools_changed()
 
 
 ROUTES = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from llama_orch.errors import OrchError
-from llama_orch.server._http import CONFIG, ORCH, E, Route, json_response, read_body
+from llama_orch.server._http import CID, CONFIG, ORCH, E, Route, json_response, read_body
 from llama_orch_api import AdmissionResponse, ErrorCode, SessionInfo, TaskRequest
 
 
@@ -15,7 +15,7 @@ async def create_task(request: web.Request) -> web.Response:
     headers = {"Location": admitted.stream_url, "X-Backoff-Ms": str(admitted.backoff_ms)}
     if admitted.session_id is not None:
         headers.update(orch.budget_headers(admitted.session_id))
-    return json_response(admitted, status=202, headers=headers)
+    return json_response(admitted.to_json(), status=202, headers=headers)
 
 
 async def stream_task(request: web.Request) -> web.StreamResponse:
@@ -26,7 +26,12 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
     cursor = min(int(last), len(record.frames)) if last else 0
     heartbeat = request.app[CONFIG].server.heartbeat_s
     response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            "X-Correlation-Id": request[CID],
+        }
     )
     await response.prepare(request)
     try:

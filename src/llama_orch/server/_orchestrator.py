@@ -8,20 +8,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
-import uuid
+from dataclasses import dataclass
 from typing import Protocol
 
 from pydantic import ValidationError
 
-from llama_orch.core import SAMPLER_PROFILES, Budget, BudgetExceeded, Full, Session, SessionRegistry, candidate_pools
+from llama_orch.core import (
+    SAMPLER_PROFILES,
+    Budget,
+    BudgetExceeded,
+    Full,
+    PoolLimits,
+    Session,
+    SessionRegistry,
+    check_limits,
+    match_key,
+    matching_pools,
+)
 from llama_orch.errors import AdmissionError, OrchError, QueueFullError
 from llama_orch.server._pool import Pool
 from llama_orch.server._tasks import TaskRecord
 from llama_orch.server.config import OrchestratorConfig
 from llama_orch_api import (
     API_VERSION,
-    AdmissionResponse,
     BudgetInfo,
     Capabilities,
     ErrorCode,
@@ -55,6 +66,32 @@ def validation_error(exc: ValidationError) -> AdmissionError:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A queued task, as the 202 answer describes it (an :class:`AdmissionResponse` on the wire)."""
+
+    task_id: str
+    pool: str
+    session_id: str | None
+    queue_position: int
+    predicted_start_ms: int
+    backoff_ms: int
+
+    @property
+    def stream_url(self) -> str:
+        return f"/v1/tasks/{self.task_id}/stream"
+
+    def to_json(self) -> str:
+        """Formatted directly (admission's hot path). Ids and pool names are validated identifiers
+        (``[A-Za-z0-9._:-]``), so they need no escaping; a test checks this parses as the model."""
+        session = "null" if self.session_id is None else f'"{self.session_id}"'
+        return (
+            f'{{"task_id":"{self.task_id}","pool":"{self.pool}","session_id":{session},'
+            f'"queue_position":{self.queue_position},"predicted_start_ms":{self.predicted_start_ms},'
+            f'"backoff_ms":{self.backoff_ms},"stream_url":"{self.stream_url}"}}'
+        )
+
+
 class AdmissionGate(Protocol):
     """What admission asks of a model catalog: raise an AdmissionError to refuse ``model_ref``."""
 
@@ -77,6 +114,7 @@ class Orchestrator:
             for p in config.pools
         }
         self._sweeper: asyncio.Task[None] | None = None
+        self._match_cache: dict[tuple[object, ...], list[PoolLimits]] = {}
         self.catalog: AdmissionGate | None = None
         """Set by the app when a model catalog is configured; consulted on every admission."""
 
@@ -101,13 +139,13 @@ class Orchestrator:
 
     # -- tasks ----------------------------------------------------------------------------------
 
-    def submit(self, body: bytes) -> AdmissionResponse:
+    def submit(self, body: bytes) -> Admitted:
         """Validate, check guardrails, queue. Raises :class:`OrchError` subclasses."""
         try:
             request = TaskRequest.model_validate_json(body)
         except ValidationError as exc:
             raise validation_error(exc) from None
-        task_id = request.task_id or uuid.uuid4().hex
+        task_id = request.task_id or os.urandom(16).hex()
         if task_id in self.tasks:
             raise AdmissionError(ErrorCode.TASK_EXISTS, f"task {task_id!r} already exists")
         if request.sampler_profile_version not in SAMPLER_PROFILES:
@@ -118,9 +156,15 @@ class Orchestrator:
             )
         if request.budget is not None and request.session_id is None:
             raise AdmissionError(ErrorCode.INVALID_PARAMS, "a budget belongs to a session: set session_id too")
-        candidates = candidate_pools(request, [p.limits for p in self.pools.values()])
+        key = match_key(request)
+        matching = self._match_cache.get(key)
+        if matching is None:
+            matching = matching_pools(request, [p.limits for p in self.pools.values()])
+            if len(self._match_cache) < 1024:  # bounded: keys come from clients
+                self._match_cache[key] = matching
+        candidates = check_limits(request, matching)
         now = time.monotonic()
-        pools = [self.pools[c.pool_id] for c in candidates if self.pools[c.pool_id].admits]
+        pools = [pool for c in candidates if (pool := self.pools[c.pool_id]).admits]
         if not pools:
             states = {c.pool_id: self.pools[c.pool_id].state for c in candidates}
             raise AdmissionError(
@@ -173,15 +217,13 @@ class Orchestrator:
             f'"queue_depth":{len(pool.queue)}}}',
         )
         pool.pump()
-        return AdmissionResponse(
-            task_id=task_id,
-            pool=pool.pool_id,
-            session_id=request.session_id,
-            queue_position=pushed.position,
-            predicted_start_ms=predicted_ms,
-            backoff_ms=self._backoff_ms(pool),
-            stream_url=f"/v1/tasks/{task_id}/stream",
+        return Admitted(
+            task_id, pool.pool_id, request.session_id, pushed.position, predicted_ms, self._backoff_ms(pool)
         )
+
+    def pools_changed(self) -> None:
+        """Call after a pool's model or limits change (reload): forget cached pool matches."""
+        self._match_cache.clear()
 
     def _reserve(self, session: Session, request: TaskRequest, task_id: str, pool: Pool) -> Budget | None:
         """Reserve the task's worst case against the session's budget (set by its first task)."""
