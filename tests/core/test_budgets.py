@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -59,6 +61,12 @@ def test_unlimited_budget_reports_none() -> None:
     assert b.charge_wall(10**9) is True
 
 
+def test_settling_an_unreserved_task_charges_nothing() -> None:
+    b = Budget(tokens_limit=1)
+    b.settle("admitted-before-the-budget", 2, 0.0)
+    assert b.tokens_used == 0
+
+
 def test_double_reservation_is_a_programming_error() -> None:
     b = Budget(tokens_limit=10)
     b.reserve("a", 1, 0.0)
@@ -83,10 +91,8 @@ def test_used_plus_reserved_never_exceeds_the_limit(limit: int, ops: list[tuple[
     for op, task, amount in ops:
         tid = f"t{task}"
         if op == "reserve":
-            try:
+            with contextlib.suppress(BudgetExceeded, ValueError):
                 b.reserve(tid, amount, amount / 100)
-            except (BudgetExceeded, ValueError):
-                pass
         elif op == "settle":
             b.settle(tid, amount, amount / 100)
         else:

@@ -80,8 +80,14 @@ class Budget:
         self._reserved.pop(task_id, None)
 
     def settle(self, task_id: str, tokens: int, cost: float) -> None:
-        """Replace a task's reservation by what it really used (never more than reserved)."""
-        reserved_tokens, reserved_cost = self._reserved.pop(task_id, (tokens, cost))
+        """Replace a task's reservation by what it really used (never more than reserved).
+
+        A task without a reservation (admitted before the session had this budget) is not charged.
+        """
+        reservation = self._reserved.pop(task_id, None)
+        if reservation is None:
+            return
+        reserved_tokens, reserved_cost = reservation
         self.tokens_used += min(tokens, reserved_tokens)
         self.cost_used += min(cost, reserved_cost)
 
