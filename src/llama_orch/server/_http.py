@@ -10,12 +10,14 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from llama_orch.artifacts import ArtifactStore
 from llama_orch.errors import AdmissionError, OrchError
 from llama_orch.server._orchestrator import Orchestrator, validation_error
 from llama_orch.server.config import OrchestratorConfig
 from llama_orch_api import ErrorCode, ErrorEnvelope
 
 ORCH = web.AppKey("orchestrator", Orchestrator)
+ARTIFACTS = web.AppKey("artifacts", ArtifactStore)
 CONFIG = web.AppKey("config", OrchestratorConfig)
 CID = web.RequestKey("correlation_id", str)
 
@@ -56,12 +58,28 @@ def json_response(body: str | BaseModel, status: int = 200, headers: dict[str, s
     return web.Response(status=status, body=text.encode(), content_type="application/json", headers=headers)
 
 
-async def read_body(request: web.Request) -> bytes:
-    """The request body, refusing (413) anything over the configured limit before reading it."""
-    limit = request.app[CONFIG].server.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    return await request.read()
+async def read_body(request: web.Request, *, limit: int | None = None) -> bytes:
+    """The request body, refusing (413) anything over ``limit`` (default ``server.max_body_bytes``).
+
+    A declared Content-Length is checked before reading. The app's ``client_max_size`` is the
+    largest limit of any route (artifacts may be bigger), so a body sent without one is counted
+    against this route's own limit as it arrives.
+    """
+    if limit is None:
+        limit = request.app[CONFIG].server.max_body_bytes
+    too_large = OrchError(ErrorCode.PAYLOAD_TOO_LARGE, f"request body too large (limit {limit} bytes)")
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise too_large
+        return await request.read()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def read_model(request: web.Request, model: type[M]) -> M:
@@ -78,6 +96,7 @@ def not_found(what: str) -> OrchError:
 
 
 __all__ = [
+    "ARTIFACTS",
     "CID",
     "CONFIG",
     "ORCH",

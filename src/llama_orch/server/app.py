@@ -17,16 +17,17 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from llama_orch.artifacts import ArtifactStore
 from llama_orch.errors import OrchError
-from llama_orch.server import _control_routes, _data_routes, openapi
-from llama_orch.server._http import CID, CONFIG, ORCH, Handler, Route, error_response
+from llama_orch.server import _artifact_routes, _control_routes, _data_routes, openapi
+from llama_orch.server._http import ARTIFACTS, CID, CONFIG, ORCH, Handler, Route, error_response
 from llama_orch.server._orchestrator import Orchestrator
 from llama_orch.server.config import OrchestratorConfig
 from llama_orch_api import ErrorCode
 
 log = logging.getLogger("llama_orch.server")
 
-ROUTES: list[Route] = [*_data_routes.ROUTES, *_control_routes.ROUTES]
+ROUTES: list[Route] = [*_data_routes.ROUTES, *_control_routes.ROUTES, *_artifact_routes.ROUTES]
 """Every API operation the server serves."""
 
 _CID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -77,8 +78,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 def create_app(config: OrchestratorConfig) -> web.Application:
     """The orchestratord application; pools start and stop with the app's lifespan."""
-    app = web.Application(middlewares=[envelope_middleware], client_max_size=config.server.max_body_bytes)
+    # The largest body any route takes; each route enforces its own limit (read_body).
+    max_body = max(config.server.max_body_bytes, config.artifacts.max_bytes)
+    app = web.Application(middlewares=[envelope_middleware], client_max_size=max_body)
     app[CONFIG] = config
+    app[ARTIFACTS] = ArtifactStore(
+        config.data_dir, inline_max_bytes=config.artifacts.inline_max_bytes, max_bytes=config.artifacts.max_bytes
+    )
     app[ORCH] = Orchestrator(config)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
@@ -96,6 +102,8 @@ def create_app(config: OrchestratorConfig) -> web.Application:
         # event (a retriable error) and closes, instead of holding shutdown for its timeout.
         await app[ORCH].aclose()
 
+    # Before the orchestrator's: contexts clean up in reverse, so the store outlives it.
+    app.cleanup_ctx.append(_artifact_routes.store_lifespan)
     app.cleanup_ctx.append(lifespan)
     app.on_shutdown.append(end_streams)
     return app

@@ -74,12 +74,30 @@ class ServerConfig(_Strict):
     max_retained_tasks: int = Field(default=100_000, ge=1)
 
 
+class ArtifactsConfig(_Strict):
+    max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest POST /v1/artifacts body (may exceed server.max_body_bytes, which other routes keep).",
+    )
+    inline_max_bytes: int = Field(
+        default=64 * 1024,
+        ge=0,
+        description="Contents up to this size live in the SQLite index; larger ones in the blob folder.",
+    )
+
+
 class OrchestratorConfig(_Strict):
     """Top-level configuration file."""
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     sessions: SessionConfig = Field(default_factory=SessionConfig)
-    data_dir: str | None = None
+    data_dir: str | None = Field(
+        default=None,
+        description="Where state is kept (SQLite files, blobs); when null, artifacts go to a temporary "
+        "directory deleted at shutdown.",
+    )
+    artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
     pools: list[PoolConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
