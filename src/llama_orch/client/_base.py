@@ -295,6 +295,7 @@ class _BaseClient:
         self.check_api_version = check_api_version
         self.server_api_version: str | None = None
         """The server's ``api_version``, once a capabilities answer was seen."""
+        self._api_ok = False
         self.stream_reconnects = stream_reconnects
         self.stream_read_timeout = stream_read_timeout
         self._correlation_id = correlation_id
@@ -395,14 +396,15 @@ class _BaseClient:
         self.server_api_version = caps.api_version
         if self.limiter is not None and caps.pools:
             self._set_ceiling(sum(p.concurrency + p.queue_capacity for p in caps.pools))
-        if not self.api_versions.contains(caps.api_version):
+        self._api_ok = self.api_versions.contains(caps.api_version)
+        if not self._api_ok:
             raise IncompatibleServerError(caps.api_version, str(self.api_versions))
 
     def _set_ceiling(self, ceiling: int) -> None:
         raise NotImplementedError
 
     def _version_known(self) -> bool:
-        return not self.check_api_version or self.server_api_version is not None
+        return not self.check_api_version or self._api_ok
 
     # -- operations ---------------------------------------------------------------------------------
 

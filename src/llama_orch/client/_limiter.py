@@ -49,11 +49,10 @@ class LimiterStats:
 class Permit:
     """One place in flight; returned to the limiter exactly once."""
 
-    __slots__ = ("epoch", "released", "saturated")
+    __slots__ = ("epoch", "released")
 
-    def __init__(self, epoch: int, saturated: bool) -> None:
+    def __init__(self, epoch: int) -> None:
         self.epoch = epoch
-        self.saturated = saturated
         self.released = False
 
 
@@ -110,12 +109,12 @@ class AdaptiveLimiter:
             return None
         self.in_flight += 1
         self._peak = max(self._peak, self.in_flight)
-        return Permit(self._epoch, saturated=self.in_flight >= allowed)
+        return Permit(self._epoch)
 
     def on_admitted(self, permit: Permit, backoff_ms: int) -> None:
         """The server admitted the task; ``backoff_ms`` is its advice (0: room to spare)."""
         self._admitted += 1
-        if backoff_ms == 0 and permit.saturated:
+        if backoff_ms == 0 and self.in_flight >= math.floor(self.limit):
             self.limit = min(self._cap(), self.limit + self.increase / self.limit)
 
     def on_backpressure(self, permit: Permit) -> None:

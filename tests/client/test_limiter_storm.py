@@ -1,0 +1,137 @@
+"""OC-CLI-2401 on a real orchestratord: clients converge on the backend's capacity without 429 storms.
+
+Eight workers share a pool of 2 slots and a queue of 4 (12 tasks each). Every submission's answer is
+counted at the transport, below the SDK, so the counts do not depend on the limiter's own
+bookkeeping. After a warm-up (the first 24 admissions) we assert, by counts only:
+
+* fewer than 5% of submissions are answered 429 (with the limiter, one or two clients);
+* the pool stays busy: most samples of ``/v1/replicasets`` taken while all workers still had work
+  find every slot busy;
+* without the limiter the same load does storm (the test can tell the difference).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from llama_orch.client import AdaptiveLimiter, AsyncClient, RetryPolicy
+from llama_orch.engines.mock import MockSettings
+from tests.conftest import Serve, fast_config
+
+WORKERS = 8
+TASKS_PER_WORKER = 12
+WARMUP_ADMISSIONS = 24
+SLOTS = 2
+QUEUE = 4
+
+
+@dataclass
+class Tally(httpx.AsyncBaseTransport):
+    """Statuses of ``POST /v1/tasks`` answers, in order, across every client that shares it."""
+
+    inner: httpx.AsyncHTTPTransport = field(default_factory=httpx.AsyncHTTPTransport)
+    statuses: list[int] = field(default_factory=list)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST" and request.url.path == "/v1/tasks":
+            self.statuses.append(response.status_code)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclass
+class Run:
+    rejected_after_warmup: int
+    submitted_after_warmup: int
+    busy_samples: int
+    samples: int
+    completed: int
+    peak_limit: float
+
+    @property
+    def reject_fraction(self) -> float:
+        return self.rejected_after_warmup / self.submitted_after_warmup
+
+    @property
+    def busy_fraction(self) -> float:
+        return self.busy_samples / self.samples
+
+
+async def storm(base: str, *, clients: int, limited: bool) -> Run:
+    tally = Tally()
+    retry = RetryPolicy(max_attempts=1000, base_delay_s=0.005, max_delay_s=0.5)
+    pool = [
+        AsyncClient(base, transport=tally, retry=retry, limiter=AdaptiveLimiter() if limited else None)
+        for _ in range(clients)
+    ]
+    observer = AsyncClient(base, limiter=None)
+    warm_at: list[int] = []
+    finished = asyncio.Event()
+    completed = 0
+
+    async def worker(client: AsyncClient, n: int) -> None:
+        nonlocal completed
+        for i in range(TASKS_PER_WORKER):
+            result = await client.run(prompt=f"w{n}-{i}", max_tokens=5, seed=i)
+            assert result.end.tokens_out == 5
+            completed += 1
+            if not warm_at and tally.statuses.count(202) >= WARMUP_ADMISSIONS:
+                warm_at.append(len(tally.statuses))
+        finished.set()  # the first worker to run out of work ends the sampling window
+
+    async def sample() -> tuple[int, int]:
+        busy = samples = 0
+        while not finished.is_set():
+            (replicaset,) = (await observer.replicasets()).replicasets
+            if warm_at:
+                samples += 1
+                busy += replicaset.slots_free == 0
+            await asyncio.sleep(0.005)
+        return busy, samples
+
+    try:
+        sampler = asyncio.create_task(sample())
+        await asyncio.gather(*(worker(pool[n % clients], n) for n in range(WORKERS)))
+        busy, samples = await sampler
+    finally:
+        for client in pool:
+            await client.aclose()
+        await observer.aclose()
+        await tally.aclose()
+    after = tally.statuses[warm_at[0] :]
+    peak = max((c.limiter.limit for c in pool if c.limiter is not None), default=0.0)
+    return Run(after.count(429), len(after), busy, samples, completed, peak)
+
+
+@pytest.mark.parametrize("clients", [1, 2])
+async def test_clients_converge_without_a_429_storm_and_keep_slots_busy(serve: Serve, clients: int) -> None:
+    config = fast_config(mock=MockSettings(tokens_per_s=100, first_token_ms=1, slots=SLOTS), queue={"capacity": QUEUE})
+    base = await serve(config)
+    run = await storm(base, clients=clients, limited=True)
+    print(  # the numbers behind the assertions, for the report (pytest -s)
+        f"\nlimited, {clients} client(s): 429 after warm-up {run.rejected_after_warmup}/{run.submitted_after_warmup} "
+        f"= {run.reject_fraction:.1%}; slots all busy in {run.busy_samples}/{run.samples} samples "
+        f"= {run.busy_fraction:.0%}; peak limit {run.peak_limit:.2f}"
+    )
+    assert run.completed == WORKERS * TASKS_PER_WORKER
+    assert run.reject_fraction < 0.05
+    assert run.samples >= 20 and run.busy_fraction >= 0.8
+
+
+async def test_without_the_limiter_the_same_load_storms(serve: Serve) -> None:
+    config = fast_config(mock=MockSettings(tokens_per_s=100, first_token_ms=1, slots=SLOTS), queue={"capacity": QUEUE})
+    base = await serve(config)
+    run = await storm(base, clients=1, limited=False)
+    print(
+        f"\nunlimited: 429 after warm-up {run.rejected_after_warmup}/{run.submitted_after_warmup} "
+        f"= {run.reject_fraction:.1%}; slots all busy in {run.busy_fraction:.0%} of samples"
+    )
+    assert run.completed == WORKERS * TASKS_PER_WORKER
+    assert run.reject_fraction > 0.2
