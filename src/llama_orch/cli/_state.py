@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.status import Status
 
+from llama_orch.cli._errors import CliError
 from llama_orch.client import Client, RetryPolicy
 
 JsonFlag = Annotated[
@@ -37,13 +38,16 @@ class State:
     def client(self, *, retry: RetryPolicy | None = None) -> Client:
         """The SDK client (one per invocation; closed when the command ends)."""
         if self._client is None:
-            self._client = Client(
-                self.base_url,
-                token=self.token,
-                timeout=self.timeout,
-                retry=retry,
-                correlation_id=self.correlation_id,
-            )
+            try:
+                self._client = Client(
+                    self.base_url,
+                    token=self.token,
+                    timeout=self.timeout,
+                    retry=retry,
+                    correlation_id=self.correlation_id,
+                )
+            except ValueError as exc:
+                raise CliError(f"--base-url / LLORCH_BASE_URL: {exc}", hint="e.g. http://127.0.0.1:8080") from None
         return self._client
 
     def close(self) -> None:
