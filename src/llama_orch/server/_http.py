@@ -11,6 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from llama_orch.artifacts import ArtifactStore
+from llama_orch.catalog import Catalog
 from llama_orch.errors import AdmissionError, OrchError
 from llama_orch.server._orchestrator import Orchestrator, validation_error
 from llama_orch.server.config import OrchestratorConfig
@@ -18,6 +19,7 @@ from llama_orch_api import ErrorCode, ErrorEnvelope
 
 ORCH = web.AppKey("orchestrator", Orchestrator)
 ARTIFACTS = web.AppKey("artifacts", ArtifactStore)
+CATALOG = web.AppKey("catalog", Catalog)
 CONFIG = web.AppKey("config", OrchestratorConfig)
 CID = web.RequestKey("correlation_id", str)
 
@@ -97,6 +99,7 @@ def not_found(what: str) -> OrchError:
 
 __all__ = [
     "ARTIFACTS",
+    "CATALOG",
     "CID",
     "CONFIG",
     "ORCH",

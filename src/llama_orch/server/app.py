@@ -18,16 +18,22 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from llama_orch.artifacts import ArtifactStore
+from llama_orch.catalog import Catalog
 from llama_orch.errors import OrchError
-from llama_orch.server import _artifact_routes, _control_routes, _data_routes, openapi
-from llama_orch.server._http import ARTIFACTS, CID, CONFIG, ORCH, Handler, Route, error_response
+from llama_orch.server import _artifact_routes, _catalog_routes, _control_routes, _data_routes, openapi
+from llama_orch.server._http import ARTIFACTS, CATALOG, CID, CONFIG, ORCH, Handler, Route, error_response
 from llama_orch.server._orchestrator import Orchestrator
 from llama_orch.server.config import OrchestratorConfig
 from llama_orch_api import ErrorCode
 
 log = logging.getLogger("llama_orch.server")
 
-ROUTES: list[Route] = [*_data_routes.ROUTES, *_control_routes.ROUTES, *_artifact_routes.ROUTES]
+ROUTES: list[Route] = [
+    *_data_routes.ROUTES,
+    *_control_routes.ROUTES,
+    *_artifact_routes.ROUTES,
+    *_catalog_routes.ROUTES,
+]
 """Every API operation the server serves."""
 
 _CID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -85,6 +91,9 @@ def create_app(config: OrchestratorConfig) -> web.Application:
     app[ARTIFACTS] = ArtifactStore(
         config.data_dir, inline_max_bytes=config.artifacts.inline_max_bytes, max_bytes=config.artifacts.max_bytes
     )
+    app[CATALOG] = Catalog.in_data_dir(
+        config.data_dir, trusted_keys=config.catalog.trusted_keys, default_policy=config.catalog.policy()
+    )
     app[ORCH] = Orchestrator(config)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
@@ -104,6 +113,7 @@ def create_app(config: OrchestratorConfig) -> web.Application:
 
     # Before the orchestrator's: contexts clean up in reverse, so the store outlives it.
     app.cleanup_ctx.append(_artifact_routes.store_lifespan)
+    app.cleanup_ctx.append(_catalog_routes.catalog_lifespan)
     app.cleanup_ctx.append(lifespan)
     app.on_shutdown.append(end_streams)
     return app
