@@ -231,6 +231,12 @@ class Catalog:
         entry = self._entries.get(admission.entry_id) if admission is not None else None
         return entry.model_copy(deep=True) if entry is not None else None
 
+    def model_digest(self, model_ref: str) -> str | None:
+        """The catalogued digest of ``model_ref`` (recorded in task records), or None."""
+        admission = self._admission.get(model_ref)
+        entry = self._entries.get(admission.entry_id) if admission is not None else None
+        return entry.digest if entry is not None else None
+
     def list_models(self, state: ModelState | None = None) -> list[CatalogModel]:
         """Every entry (copies), by id; only those in ``state`` when it is given."""
         entries = self._entries  # one reference: a consistent snapshot even while a write lands

@@ -29,6 +29,7 @@ from llama_orch.core import (
 )
 from llama_orch.errors import AdmissionError, OrchError, QueueFullError
 from llama_orch.server._pool import Pool
+from llama_orch.server._records import RecordWriter, record_content
 from llama_orch.server._tasks import TaskRecord
 from llama_orch.server.config import OrchestratorConfig
 from llama_orch_api import (
@@ -97,6 +98,10 @@ class AdmissionGate(Protocol):
 
     def check_admissible(self, model_ref: str) -> None: ...
 
+    def model_digest(self, model_ref: str) -> str | None: ...
+
+    def drain_deadline(self, model_ref: str) -> float | None: ...
+
 
 class Orchestrator:
     def __init__(self, config: OrchestratorConfig) -> None:
@@ -117,11 +122,15 @@ class Orchestrator:
         self._match_cache: dict[tuple[object, ...], list[PoolLimits]] = {}
         self.catalog: AdmissionGate | None = None
         """Set by the app when a model catalog is configured; consulted on every admission."""
+        self.records: RecordWriter | None = None
+        """Set by the app: where every finished task's record artifact goes."""
 
     async def start(self) -> None:
         for pool in self.pools.values():
             await pool.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="sweeper")
+        if self.records is not None:
+            self.records.start()
         log.info(
             "orchestrator ready with pools %s",
             ", ".join(f"{p.pool_id} ({p.config.engine}, {p.total_slots} slots)" for p in self.pools.values()),
@@ -136,6 +145,8 @@ class Orchestrator:
             self._sweeper = None
         for pool in self.pools.values():
             await pool.aclose()
+        if self.records is not None:
+            await self.records.aclose()
 
     # -- tasks ----------------------------------------------------------------------------------
 
@@ -284,6 +295,17 @@ class Orchestrator:
     def _on_finished(self, record: TaskRecord) -> None:
         now = time.monotonic()
         self._finished[record.task_id] = now
+        if self.records is not None:
+            pool = self.pools[record.pool_id]
+            digest = self.catalog.model_digest(pool.model_ref) if self.catalog is not None else None
+            content = record_content(
+                record,
+                engine=pool.config.engine,
+                engine_version=pool.engine_version,
+                model_ref=pool.model_ref,
+                model_digest=digest,
+            )
+            self.records.submit(content, record)
         sid = record.request.session_id
         if sid is None:
             return
@@ -311,10 +333,27 @@ class Orchestrator:
             self.tasks.pop(task_id, None)
             dropped += 1
         self.sessions.sweep(now)
+        self._cut_retired()
         return dropped
 
+    def _cut_retired(self) -> None:
+        """End work on models whose retirement drain deadline has passed (MODEL_DEPRECATED)."""
+        if self.catalog is None:
+            return
+        wall = time.time()
+        for pool in self.pools.values():
+            deadline = self.catalog.drain_deadline(pool.model_ref)
+            if deadline is not None and deadline <= wall and (pool.queue or pool.running):
+                ended = pool.abort_all(
+                    OrchError(
+                        ErrorCode.MODEL_DEPRECATED,
+                        f"model {pool.model_ref!r} was retired and its drain deadline passed",
+                    )
+                )
+                log.info("ended %d task(s) on retired model %s in pool %s", ended, pool.model_ref, pool.pool_id)
+
     async def _sweep_forever(self) -> None:
-        interval = max(0.05, min(5.0, self.config.server.event_retention_s / 4))
+        interval = max(0.05, min(1.0, self.config.server.event_retention_s / 4))
         while True:
             await asyncio.sleep(interval)
             self.sweep(time.monotonic())

@@ -11,8 +11,8 @@ Routes live in one module per room (``_data_routes``, ``_control_routes``…), e
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -23,6 +23,7 @@ from llama_orch.errors import OrchError
 from llama_orch.server import _artifact_routes, _catalog_routes, _control_routes, _data_routes, openapi
 from llama_orch.server._http import ARTIFACTS, CATALOG, CID, CONFIG, ORCH, Handler, Route, error_response
 from llama_orch.server._orchestrator import Orchestrator
+from llama_orch.server._records import RecordWriter
 from llama_orch.server.config import OrchestratorConfig
 from llama_orch_api import ErrorCode
 
@@ -43,12 +44,12 @@ _HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413:
 @web.middleware
 async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     supplied = request.headers.get("X-Correlation-Id", "")
-    cid = supplied if _CID_OK.match(supplied) else uuid.uuid4().hex
+    cid = supplied if supplied and _CID_OK.match(supplied) else os.urandom(16).hex()
     request[CID] = cid
     try:
-        return await handler(request)
+        response = await handler(request)
     except OrchError as exc:
-        return error_response(exc, cid)
+        response = error_response(exc, cid)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -62,16 +63,13 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
         response = error_response(OrchError(code, message), cid)
         if exc.status == 405 and "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
-        return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path, extra={"correlation_id": cid})
-        return error_response(OrchError(ErrorCode.INTERNAL, "internal server error"), cid)
-
-
-async def _add_correlation_header(request: web.Request, response: web.StreamResponse) -> None:
-    cid = request.get(CID)
-    if cid is not None:
+        response = error_response(OrchError(ErrorCode.INTERNAL, "internal server error"), cid)
+    # Streaming handlers set the header themselves before sending their headers.
+    if not response.prepared:
         response.headers["X-Correlation-Id"] = cid
+    return response
 
 
 async def served_openapi(request: web.Request) -> web.Response:
@@ -94,12 +92,13 @@ def create_app(config: OrchestratorConfig) -> web.Application:
     app[CATALOG] = Catalog.in_data_dir(
         config.data_dir, trusted_keys=config.catalog.trusted_keys, default_policy=config.catalog.policy()
     )
-    app[ORCH] = Orchestrator(config)
+    orchestrator = app[ORCH] = Orchestrator(config)
+    orchestrator.catalog = app[CATALOG]
+    orchestrator.records = RecordWriter(app[ARTIFACTS].put)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
     app.router.add_get("/openapi.json", served_openapi)
     app.router.add_get("/healthz", healthz)
-    app.on_response_prepare.append(_add_correlation_header)
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         await app[ORCH].start()

@@ -19,7 +19,7 @@ from llama_orch.catalog import DEFAULT_POLICY, load_public_key
 from llama_orch.core import QueuePolicy
 from llama_orch.engines.mock import MockSettings
 from llama_orch.errors import ConfigError
-from llama_orch_api import Determinism, TrustMode, TrustPolicy, Workload
+from llama_orch_api import BudgetSpec, Determinism, TrustMode, TrustPolicy, Workload
 
 
 class _Strict(BaseModel):
@@ -56,11 +56,15 @@ class PoolConfig(_Strict):
     first_token_timeout_s: float = Field(default=60.0, gt=0)
     token_timeout_s: float = Field(default=30.0, gt=0, description="Longest silence between tokens.")
     mock: MockSettings = Field(default_factory=MockSettings)
+    price_per_token: float = Field(default=0.0, ge=0, description="Cost per output token, charged to budgets.")
 
 
 class SessionConfig(_Strict):
     ttl_s: float = Field(default=600.0, gt=0)
-    max_turns: int | None = Field(default=None, ge=1)
+    max_turns: int | None = Field(default=None, ge=1, description="Tasks a session may run; unlimited when null.")
+    default_budget: BudgetSpec | None = Field(
+        default=None, description="Budget of sessions whose first task sets none; unlimited when null."
+    )
 
 
 class ServerConfig(_Strict):
