@@ -70,8 +70,11 @@ def cli() -> Cli:
     return run
 
 
+LiveServer = Callable[..., str]
+
+
 @pytest.fixture
-def live_server() -> Iterator[Callable[..., str]]:
+def live_server() -> Iterator[LiveServer]:
     with ExitStack() as stack:
         yield lambda config=None: stack.enter_context(threaded_server(config))
 

@@ -28,13 +28,13 @@ from llama_orch_api import (
     TokenEvent,
     VerifyResult,
 )
-from tests.cli.conftest import CAPS, Cli, Stub
+from tests.cli.conftest import CAPS, Cli, LiveServer, Stub
 from tests.conftest import fast_config, free_port
 
 # -- machine output: each --json is the model's JSON ---------------------------------------------
 
 
-def test_discovery_and_pools_json(cli: Cli, live_server) -> None:  # type: ignore[no-untyped-def]
+def test_discovery_and_pools_json(cli: Cli, live_server: LiveServer) -> None:
     base = live_server(fast_config())
     assert Capabilities.model_validate(cli(base, "capabilities", "--json").json()).api_version == "0.1.0"
     sets = ReplicaSetList.model_validate(cli(base, "status", "--json").json())
@@ -52,7 +52,7 @@ def test_discovery_and_pools_json(cli: Cli, live_server) -> None:  # type: ignor
     assert ReplicaSetList.model_validate(cli(base, "--json", "status").json())
 
 
-def test_submit_json_lines_and_sessions(cli: Cli, live_server) -> None:  # type: ignore[no-untyped-def]
+def test_submit_json_lines_and_sessions(cli: Cli, live_server: LiveServer) -> None:
     base = live_server(fast_config())
     result = cli(base, "submit", "hello", "--max-tokens", "5", "--seed", "4", "--session", "s1", "--json")
     assert result.exit_code == 0 and result.stderr == ""
@@ -72,7 +72,7 @@ def test_submit_json_lines_and_sessions(cli: Cli, live_server) -> None:  # type:
     assert cli(base, "sessions", "show", "s1").exit_code == ExitCode.NOT_FOUND
 
 
-def test_submit_reads_the_prompt_from_stdin(cli: Cli, live_server) -> None:  # type: ignore[no-untyped-def]
+def test_submit_reads_the_prompt_from_stdin(cli: Cli, live_server: LiveServer) -> None:
     base = live_server(fast_config())
     piped = cli(base, "submit", "-", "--max-tokens", "3", "--seed", "1", "--json", input="same prompt")
     given = cli(base, "submit", "same prompt", "--max-tokens", "3", "--seed", "1", "--json")
@@ -80,7 +80,7 @@ def test_submit_reads_the_prompt_from_stdin(cli: Cli, live_server) -> None:  # t
     assert texts[0] == texts[1] and len(texts[0]) == 3
 
 
-def test_artifacts(cli: Cli, live_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_artifacts(cli: Cli, live_server: LiveServer, tmp_path: Path) -> None:
     base = live_server(fast_config())
     plan = tmp_path / "plan.md"
     plan.write_text("# Plan\n")
@@ -105,7 +105,7 @@ def test_artifacts(cli: Cli, live_server, tmp_path: Path) -> None:  # type: igno
     assert root.id in cli(base, "artifacts", "ls").stdout
 
 
-def test_catalog(cli: Cli, live_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_catalog(cli: Cli, live_server: LiveServer, tmp_path: Path) -> None:
     base = live_server(fast_config())
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF" + bytes(28))
@@ -154,14 +154,16 @@ def test_catalog(cli: Cli, live_server, tmp_path: Path) -> None:  # type: ignore
         (["no-such-command"], ExitCode.USAGE, "No such command"),
     ],
 )
-def test_errors_map_to_exit_codes(cli: Cli, live_server, args: list[str], code: ExitCode, says: str) -> None:  # type: ignore[no-untyped-def]
+def test_errors_map_to_exit_codes(
+    cli: Cli, live_server: LiveServer, args: list[str], code: ExitCode, says: str
+) -> None:
     base = live_server(fast_config(max_tokens=100))
     result = cli(base, *args, input="{not json")
     assert result.exit_code == code, result.stderr
     assert says in result.stderr
 
 
-def test_error_json_on_stderr(cli: Cli, live_server) -> None:  # type: ignore[no-untyped-def]
+def test_error_json_on_stderr(cli: Cli, live_server: LiveServer) -> None:
     base = live_server(fast_config())
     result = cli(base, "--correlation-id", "cli-test.1", "submit", "x", "--pool", "nope", "--json")
     assert result.exit_code == ExitCode.USAGE and result.stdout == ""
@@ -223,6 +225,14 @@ def test_token_and_environment(cli: Cli, stub: Stub) -> None:
     assert tokens == ["Bearer s3cret", "Bearer other"]
 
 
+def test_the_cli_module_surface() -> None:
+    import llama_orch.cli as cli_module
+
+    assert cli_module.__all__ == ["ExitCode", "app", "main"]
+    assert {int(code) for code in ExitCode} == {0, 1, 2, 3, 4, 5, 6, 7, 8, 130}
+    assert all(str(int(code)) in (cli_module._errors.__doc__ or "") for code in ExitCode)
+
+
 def test_version_and_help(cli: Cli) -> None:
     assert ">=0.1,<0.2" in cli(None, "--version").stdout
     helped = cli(None, "--help")
@@ -231,7 +241,7 @@ def test_version_and_help(cli: Cli) -> None:
         assert command in helped.stdout
 
 
-def test_a_watch_of_a_busy_pool_renders(cli: Cli, live_server) -> None:  # type: ignore[no-untyped-def]
+def test_a_watch_of_a_busy_pool_renders(cli: Cli, live_server: LiveServer) -> None:
     base = live_server(fast_config(mock=MockSettings(tokens_per_s=5, first_token_ms=1, slots=1)))
     cli(base, "submit", "x", "--max-tokens", "1")
     result = cli(base, "status", "--watch", "--count", "1", "--interval", "0.1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.status import Status
 
 from llama_orch.cli._errors import CliError
-from llama_orch.client import Client, RetryPolicy
+from llama_orch.client import Client
 
 JsonFlag = Annotated[
     bool, typer.Option("--json", help="Machine output: the API model's JSON on stdout (errors as JSON on stderr).")
@@ -34,16 +35,20 @@ class State:
     _client: Client | None = field(default=None, repr=False)
     _out: Console | None = field(default=None, repr=False)
     _err: Console | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def client(self, *, retry: RetryPolicy | None = None) -> Client:
+    def client(self) -> Client:
         """The SDK client (one per invocation; closed when the command ends)."""
+        with self._lock:  # progress displays use it from two threads
+            return self._make_client()
+
+    def _make_client(self) -> Client:
         if self._client is None:
             try:
                 self._client = Client(
                     self.base_url,
                     token=self.token,
                     timeout=self.timeout,
-                    retry=retry,
                     correlation_id=self.correlation_id,
                 )
             except ValueError as exc:
