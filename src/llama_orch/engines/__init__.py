@@ -5,6 +5,10 @@ from __future__ import annotations
 from llama_orch.engines._base import Engine, EngineInfo, EngineRequest
 from llama_orch.engines.llamacpp import LlamaCppEngine
 from llama_orch.engines.mock import MockEngine, MockFaults, MockSettings, mock_tokens
+from llama_orch.engines.openai import OpenAIEngine
+from llama_orch.engines.tgi import TGIEngine
+from llama_orch.engines.triton import TritonBackend, TritonEngine
+from llama_orch.engines.vllm import VLLMEngine
 
 __all__ = [
     "Engine",
@@ -14,5 +18,10 @@ __all__ = [
     "MockEngine",
     "MockFaults",
     "MockSettings",
+    "OpenAIEngine",
+    "TGIEngine",
+    "TritonBackend",
+    "TritonEngine",
+    "VLLMEngine",
     "mock_tokens",
 ]

@@ -4,7 +4,8 @@ Streaming uses ``POST /completion`` with ``"stream": true``; each network read i
 complete ``data:`` events in it and yielded as one batch, so the relay can coalesce writes.
 Closing the stream closes the HTTP connection, which makes ``llama-server`` stop that slot.
 
-Error mapping (the one place engine failures become our taxonomy):
+Error mapping (the one place engine failures become our taxonomy; the shared rows are implemented
+in :mod:`llama_orch.engines._http`):
 
 =====================================  ====================  =========
 engine failure                         code                  retriable
@@ -16,26 +17,24 @@ HTTP 4xx                               ENGINE_ERROR          no
 connection dropped mid-stream          WORKER_RESET          yes
 stream ended without ``stop``          WORKER_RESET          yes
 error object inside the stream         ENGINE_ERROR          no
+event that is not a JSON object        ENGINE_ERROR          no
 =====================================  ====================  =========
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncGenerator
 from typing import Any
 
-import aiohttp
-
-from llama_orch.engines._base import Engine, EngineInfo, EngineRequest
-from llama_orch.errors import EngineError
+from llama_orch.engines._base import EngineRequest
+from llama_orch.engines._http import BEST_EFFORT, HTTPEngine, message_of
 from llama_orch_api import Determinism, ErrorCode
 
 
-class LlamaCppEngine(Engine):
+class LlamaCppEngine(HTTPEngine):
     """One ``llama-server`` replica at ``base_url``."""
 
     name = "llamacpp"
+    end_marker = "a stop event"
 
     def __init__(
         self,
@@ -45,61 +44,23 @@ class LlamaCppEngine(Engine):
         slots: int = 1,
         ctx_max: int = 4096,
         version: str = "unknown",
-        determinism: frozenset[Determinism] = frozenset({Determinism.best_effort}),
+        determinism: frozenset[Determinism] = BEST_EFFORT,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.engine_name = engine_name
-        self._info = EngineInfo(engine_name, version, ctx_max, slots, determinism)
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
-            )
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("LlamaCppEngine used before start()")
-        return self._session
-
-    def describe(self) -> EngineInfo:
-        return self._info
+        super().__init__(
+            base_url, engine_name=engine_name, slots=slots, ctx_max=ctx_max, version=version, determinism=determinism
+        )
 
     async def health(self) -> bool:
-        try:
-            async with self.session.get(f"{self.base_url}/health") as resp:
-                return resp.status == 200
-        except aiohttp.ClientError:
-            return False
+        return await self.probe(f"{self.base_url}/health")
 
     async def props(self) -> dict[str, Any]:
         """``GET /props``: context size, slots and build of the running server."""
-        try:
-            async with self.session.get(f"{self.base_url}/props") as resp:
-                await _raise_for_status(resp, self.engine_name)
-                data: dict[str, Any] = await resp.json()
-                return data
-        except aiohttp.ClientError as exc:
-            raise self._unavailable(exc) from exc
+        data = await self.get_json(f"{self.base_url}/props")
+        if not isinstance(data, dict):
+            raise self.error(ErrorCode.ENGINE_ERROR, f"{self.engine_name} answered /props with {type(data).__name__}")
+        return data
 
-    def _unavailable(self, exc: BaseException) -> EngineError:
-        return EngineError(
-            ErrorCode.POOL_UNAVAILABLE,
-            f"{self.engine_name} at {self.base_url} is unreachable: {exc}",
-            engine=self.engine_name,
-            retriable=True,
-            retry_after_ms=1000,
-        )
-
-    async def stream(self, request: EngineRequest) -> AsyncGenerator[list[str], None]:
+    async def build_request(self, request: EngineRequest) -> tuple[str, dict[str, Any]]:
         payload: dict[str, Any] = {
             "prompt": request.prompt,
             "n_predict": request.max_tokens,
@@ -111,87 +72,14 @@ class LlamaCppEngine(Engine):
         }
         if request.seed is not None:
             payload["seed"] = request.seed
-        try:
-            resp = await self.session.post(f"{self.base_url}/completion", json=payload)
-        except aiohttp.ClientError as exc:
-            raise self._unavailable(exc) from exc
-        async with resp:
-            await _raise_for_status(resp, self.engine_name)
-            buffer = b""
-            try:
-                async for chunk in resp.content.iter_any():
-                    buffer += chunk
-                    events = buffer.split(b"\n\n")
-                    buffer = events.pop()
-                    batch: list[str] = []
-                    failure: EngineError | None = None
-                    finished = False
-                    for event in events:
-                        try:
-                            finished = self._parse_event(event, batch)
-                        except EngineError as exc:
-                            failure = exc
-                            break
-                        if finished:
-                            break
-                    # Tokens that arrived before a failure in the same read are still delivered.
-                    if batch:
-                        yield batch
-                    if failure is not None:
-                        raise failure
-                    if finished:
-                        return
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError) as exc:
-                raise self._reset(f"connection to {self.engine_name} dropped mid-stream: {exc}") from exc
-            raise self._reset(f"{self.engine_name} ended the stream without a stop event")
+        return f"{self.base_url}/completion", payload
 
-    def _reset(self, message: str) -> EngineError:
-        return EngineError(
-            ErrorCode.WORKER_RESET, message, engine=self.engine_name, retriable=True, retry_after_ms=1000
-        )
-
-    def _parse_event(self, event: bytes, batch: list[str]) -> bool:
-        """Append the event's token to ``batch``; True at the final event."""
-        for line in event.split(b"\n"):
-            if not line.startswith(b"data:"):
-                continue
-            try:
-                data = json.loads(line[5:])
-                if not isinstance(data, dict):
-                    raise ValueError("event data is not a JSON object")
-            except ValueError as exc:
-                raise EngineError(
-                    ErrorCode.ENGINE_ERROR,
-                    f"malformed event from {self.engine_name}: {line[:200]!r}",
-                    engine=self.engine_name,
-                ) from exc
-            if "error" in data:
-                err = data["error"]
-                message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
-                raise EngineError(ErrorCode.ENGINE_ERROR, f"{self.engine_name}: {message}", engine=self.engine_name)
-            content = data.get("content")
-            if content:
-                batch.append(content)
-            if data.get("stop"):
-                return True
-        return False
-
-
-async def _raise_for_status(resp: aiohttp.ClientResponse, engine: str) -> None:
-    if resp.status < 400:
-        return
-    text = (await resp.text())[:500]
-    if resp.status in (429, 503):
-        raise EngineError(
-            ErrorCode.POOL_UNAVAILABLE,
-            f"{engine} is busy or loading ({resp.status}): {text}",
-            engine=engine,
-            retriable=True,
-            retry_after_ms=1000,
-        )
-    raise EngineError(
-        ErrorCode.ENGINE_ERROR,
-        f"{engine} answered {resp.status}: {text}",
-        engine=engine,
-        retriable=resp.status >= 500,
-    )
+    def parse_event(self, data: bytes, batch: list[str]) -> bool:
+        event = self.json_object(data)
+        if "error" in event:
+            message = message_of(event) or str(event["error"])
+            raise self.error(ErrorCode.ENGINE_ERROR, f"{self.engine_name}: {message}")
+        content = event.get("content")
+        if content:
+            batch.append(content)
+        return bool(event.get("stop"))

@@ -1,0 +1,336 @@
+"""What the HTTP engine adapters share: one aiohttp session per replica, an incremental SSE decoder,
+and the rows of the error mapping that every adapter has in common.
+
+Each adapter's module docstring holds its complete error table. The common rows live here, once:
+
+=====================================  ====================  =========  ===========================
+failure                                code                  retriable  where
+=====================================  ====================  =========  ===========================
+connection refused / DNS / TLS         POOL_UNAVAILABLE      yes        :meth:`HTTPEngine.unavailable`
+HTTP 429 or 503                        POOL_UNAVAILABLE      yes [1]_   :meth:`HTTPEngine.status_error`
+HTTP 401 or 403                        ENGINE_ERROR          no         :meth:`HTTPEngine.status_error`
+other HTTP 4xx                         ENGINE_ERROR          no         :meth:`HTTPEngine.status_error`
+other HTTP 5xx                         ENGINE_ERROR          yes        :meth:`HTTPEngine.status_error`
+connection dropped mid-stream          WORKER_RESET          yes        :meth:`HTTPEngine.stream`
+stream ended before its end marker     WORKER_RESET          yes        :meth:`HTTPEngine.stream`
+event that is not a JSON object        ENGINE_ERROR          no         :meth:`HTTPEngine.json_object`
+=====================================  ====================  =========  ===========================
+
+.. [1] ``retry_after_ms`` comes from ``retry-after-ms`` or ``Retry-After`` when the engine sends
+   one, else 1000.
+
+An adapter subclasses :class:`HTTPEngine` and supplies the request (:meth:`~HTTPEngine.build_request`)
+and the meaning of one event (:meth:`~HTTPEngine.parse_event`); the streaming loop is shared, so
+every adapter delivers the tokens read before a failure, coalesces each network read into one
+batch, and closes the connection (which stops generation) when its generator is closed.
+"""
+
+from __future__ import annotations
+
+import abc
+import email.utils
+import json
+import math
+import os
+import time
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+import aiohttp
+
+from llama_orch.engines._base import Engine, EngineInfo, EngineRequest
+from llama_orch.errors import ConfigError, EngineError
+from llama_orch_api import Determinism, ErrorCode
+
+DEFAULT_RETRY_AFTER_MS = 1000
+BEST_EFFORT = frozenset({Determinism.best_effort})
+
+# A request that is not a token stream (health, metadata) gives up after this long.
+_CONTROL_TIMEOUT = aiohttp.ClientTimeout(total=10)
+_DROPPED = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError)
+
+
+class SseDecoder:
+    """Incremental Server-Sent Events decoder: feed it network reads, get the data of each complete event.
+
+    Follows the event-stream rules engines rely on: lines end in LF or CRLF, a blank line ends an
+    event, several ``data:`` lines in one event join with LF, comments and other fields are
+    ignored, and an event not yet ended waits for the next read.
+
+    >>> decoder = SseDecoder()
+    >>> decoder.feed(b'data: {"a": 1}\\n\\ndata: [DO')
+    [b'{"a": 1}']
+    >>> decoder.feed(b"NE]\\n\\n")
+    [b'[DONE]']
+    """
+
+    __slots__ = ("_data", "_partial")
+
+    def __init__(self) -> None:
+        self._partial = b""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        events: list[bytes] = []
+        for raw in lines:
+            line = raw[:-1] if raw.endswith(b"\r") else raw
+            if not line:
+                if self._data:
+                    events.append(b"\n".join(self._data))
+                    self._data = []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                self._data.append(value[1:] if value.startswith(b" ") else value)
+        return events
+
+
+def retry_after_ms(headers: Mapping[str, str], default: int = DEFAULT_RETRY_AFTER_MS) -> int:
+    """How long the engine asked us to wait: ``retry-after-ms``, else ``Retry-After`` (seconds or an HTTP date)."""
+    raw = headers.get("retry-after-ms")
+    if raw is not None and (ms := _finite(raw)) is not None:
+        return max(0, round(ms))
+    raw = headers.get("Retry-After")
+    if raw is None:
+        return default
+    if (seconds := _finite(raw)) is not None:
+        return max(0, round(seconds * 1000))
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return default
+    return max(0, round((when.timestamp() - time.time()) * 1000))
+
+
+def _finite(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def message_of(data: object) -> str | None:
+    """The human message in an engine's error object, whatever its shape.
+
+    Covers ``{"error": {"message": ...}}`` (OpenAI, vLLM, llama.cpp), ``{"error": "..."}`` (TGI,
+    Triton), ``{"object": "error", "message": ...}`` (older vLLM) and ``{"detail": "..."}``.
+    """
+    if isinstance(data, str):
+        return data
+    if isinstance(data, dict):
+        for key in ("error", "message", "detail"):
+            if found := message_of(data.get(key)):
+                return found
+    return None
+
+
+def error_message(body: str) -> str:
+    """The message in an HTTP error body, or the start of the body when it has no known shape."""
+    try:
+        found = message_of(json.loads(body))
+    except ValueError:
+        found = None
+    return (found or body.strip())[:500]
+
+
+class HTTPEngine(Engine):
+    """Base of the HTTP adapters: session lifecycle, the streaming loop, and the common error rows."""
+
+    #: What ends a stream, for messages; ``None``: the end of the body ends it, after one event or more.
+    end_marker: str | None = None
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        engine_name: str,
+        slots: int,
+        ctx_max: int,
+        version: str,
+        determinism: frozenset[Determinism],
+        api_key_env: str | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.engine_name = engine_name
+        self.api_key_env = api_key_env
+        self._info = EngineInfo(engine_name, version, ctx_max, slots, determinism)
+        self._api_key: str | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._session is not None:
+            return
+        headers: dict[str, str] = {}
+        if self.api_key_env is not None:
+            key = os.environ.get(self.api_key_env, "")
+            if not key:
+                raise ConfigError(
+                    f"{self.engine_name}: the API key variable ${self.api_key_env} is not set in the environment"
+                )
+            self._api_key = key
+            headers["Authorization"] = f"Bearer {key}"
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers=headers, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError(f"{type(self).__name__} used before start()")
+        return self._session
+
+    def describe(self) -> EngineInfo:
+        return self._info
+
+    async def fetch_info(self) -> EngineInfo:
+        """Ask the running engine about itself; :meth:`describe` answers with what it said from then on.
+
+        The default asks nothing and returns the constructor's values.
+        """
+        return self._info
+
+    # -- requests --------------------------------------------------------------------------------
+
+    async def probe(self, url: str) -> bool:
+        """True when ``GET url`` answers 200; any failure is False."""
+        try:
+            async with self.session.get(url, timeout=_CONTROL_TIMEOUT) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def get_json(self, url: str) -> Any:
+        """``GET url`` and its JSON body, failures mapped like a stream's."""
+        try:
+            async with self.session.get(url, timeout=_CONTROL_TIMEOUT) as resp:
+                await self.check_status(resp)
+                return await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self.unavailable(exc) from exc
+        except ValueError as exc:
+            raise self.error(ErrorCode.ENGINE_ERROR, f"{self.engine_name} answered {url} with invalid JSON") from exc
+
+    @abc.abstractmethod
+    async def build_request(self, request: EngineRequest) -> tuple[str, dict[str, Any]]:
+        """The URL to POST and the JSON payload that stream ``request``."""
+
+    @abc.abstractmethod
+    def parse_event(self, data: bytes, batch: list[str]) -> bool:
+        """Append the tokens in one event's data to ``batch``; True at the event that ends the stream.
+
+        Raise an :class:`EngineError` (see :meth:`error`) for an error event or a malformed one.
+        """
+
+    async def stream(self, request: EngineRequest) -> AsyncGenerator[list[str], None]:
+        url, payload = await self.build_request(request)
+        try:
+            resp = await self.session.post(url, json=payload)
+        except aiohttp.ClientError as exc:
+            raise self.unavailable(exc) from exc
+        async with resp:
+            await self.check_status(resp)
+            decoder = SseDecoder()
+            events = 0
+            try:
+                async for chunk in resp.content.iter_any():
+                    batch: list[str] = []
+                    failure: EngineError | None = None
+                    finished = False
+                    for data in decoder.feed(chunk):
+                        events += 1
+                        try:
+                            finished = self.parse_event(data, batch)
+                        except EngineError as exc:
+                            failure = exc
+                            break
+                        if finished:
+                            break
+                    # Tokens that arrived before a failure in the same read are still delivered.
+                    if batch:
+                        yield batch
+                    if failure is not None:
+                        raise failure
+                    if finished:
+                        return
+            except _DROPPED as exc:
+                raise self.reset(f"connection to {self.engine_name} dropped mid-stream: {exc}") from exc
+        if self.end_marker is None and events:
+            return
+        raise self.reset(f"{self.engine_name} ended the stream without {self.end_marker or 'any event'}")
+
+    # -- the common error rows -------------------------------------------------------------------
+
+    def error(
+        self, code: ErrorCode, message: str, *, retriable: bool = False, retry_after_ms: int | None = None
+    ) -> EngineError:
+        return EngineError(
+            code, self.scrub(message), engine=self.engine_name, retriable=retriable, retry_after_ms=retry_after_ms
+        )
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the API key, should an engine echo it, masked."""
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    def unavailable(self, exc: BaseException) -> EngineError:
+        return self.error(
+            ErrorCode.POOL_UNAVAILABLE,
+            f"{self.engine_name} at {self.base_url} is unreachable: {exc}",
+            retriable=True,
+            retry_after_ms=DEFAULT_RETRY_AFTER_MS,
+        )
+
+    def reset(self, message: str) -> EngineError:
+        return self.error(ErrorCode.WORKER_RESET, message, retriable=True, retry_after_ms=DEFAULT_RETRY_AFTER_MS)
+
+    def malformed(self, data: bytes) -> EngineError:
+        return self.error(ErrorCode.ENGINE_ERROR, f"malformed event from {self.engine_name}: {data[:200]!r}")
+
+    def json_object(self, data: bytes) -> dict[str, Any]:
+        """One event's data as a JSON object, or a malformed-event error."""
+        try:
+            obj = json.loads(data)
+        except ValueError as exc:
+            raise self.malformed(data) from exc
+        if not isinstance(obj, dict):
+            raise self.malformed(data)
+        return obj
+
+    async def check_status(self, resp: aiohttp.ClientResponse) -> None:
+        if resp.status >= 400:
+            raise self.status_error(resp.status, await resp.text(errors="replace"), resp.headers)
+
+    def status_error(self, status: int, body: str, headers: Mapping[str, str]) -> EngineError:
+        """The error for an HTTP error answer; adapters refine it where their engine says more."""
+        if status in (401, 403):
+            # The body is left out: some APIs quote part of the key back.
+            return self.auth_error(status)
+        message = error_message(body)
+        if status in (429, 503):
+            return self.error(
+                ErrorCode.POOL_UNAVAILABLE,
+                f"{self.engine_name} is overloaded or loading ({status}): {message}",
+                retriable=True,
+                retry_after_ms=retry_after_ms(headers),
+            )
+        return self.error(
+            ErrorCode.ENGINE_ERROR, f"{self.engine_name} answered {status}: {message}", retriable=status >= 500
+        )
+
+    def auth_error(self, status: int) -> EngineError:
+        where = f"; check the key in ${self.api_key_env}" if self.api_key_env else ""
+        err = self.error(
+            ErrorCode.ENGINE_ERROR,
+            f"authentication with {self.engine_name} at {self.base_url} failed ({status}){where}",
+        )
+        err.details = {"reason": "auth_failed", "status": status}
+        return err

@@ -1,0 +1,157 @@
+"""Adapter for Hugging Face Text Generation Inference (``text-generation-launcher``).
+
+Streaming uses ``POST /generate_stream`` with ``{"inputs": ..., "parameters": {...}}``; events are
+``data: {"token": {"id", "text", "logprob", "special"}, "generated_text": null, "details": null}``
+and the last one carries the whole ``generated_text``. Special tokens (the end-of-sequence token
+that ends most streams) are not text and are not delivered. Closing the stream closes the
+connection, which makes the router drop the request from its batch.
+
+Sampling: TGI refuses ``temperature`` ≤ 0, ``top_p`` outside (0, 1) and ``top_k`` ≤ 0, and
+samples whenever any of them is set. So ``temperature == 0`` is greedy (``do_sample: false``, no
+sampling fields); otherwise ``do_sample: true`` with ``temperature``, and ``top_p``/``top_k`` only
+where they restrict anything. ``seed`` is passed whenever the request has one.
+
+``GET /health`` answers 200 when a shard can take work; ``fetch_info()`` reads ``GET /info``
+(``model_id``, ``max_total_tokens`` as ``ctx_max``, ``max_concurrent_requests`` as ``slots``,
+``version``).
+
+TGI's errors are ``{"error": "...", "error_type": "..."}``, as an HTTP answer (``/generate``,
+proxies) or, because ``/generate_stream`` answers 200 before it queues the request, as an event
+inside the stream. The ``error_type`` decides, wherever the error arrives.
+
+Error mapping (the one place engine failures become our taxonomy; the shared HTTP rows are
+implemented in :mod:`llama_orch.engines._http`):
+
+=================================================  ====================  =========
+engine failure                                     code                  retriable
+=================================================  ====================  =========
+connection refused / DNS / TLS                     POOL_UNAVAILABLE      yes
+``overloaded`` (429 or in stream), HTTP 503        POOL_UNAVAILABLE      yes, after ``Retry-After`` (else 1 s)
+``validation`` (422 or in stream)                  ENGINE_ERROR          no
+``generation`` (424 or in stream) [1]_             ENGINE_ERROR          yes
+``incomplete_generation`` (500 or in stream) [2]_  WORKER_RESET          yes
+other HTTP 4xx                                     ENGINE_ERROR          no
+other HTTP 5xx                                     ENGINE_ERROR          yes
+connection dropped mid-stream                      WORKER_RESET          yes
+stream ended without the final event [3]_          WORKER_RESET          yes
+other ``{"error": ...}`` event in the stream       ENGINE_ERROR          no
+malformed event (not JSON, no ``token.text``)      ENGINE_ERROR          no
+=================================================  ====================  =========
+
+.. [1] A shard failed while decoding the batch; the request itself was accepted.
+.. [2] The shard stopped answering before the request finished.
+.. [3] The event whose ``generated_text`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from llama_orch.engines._base import EngineInfo, EngineRequest
+from llama_orch.engines._http import BEST_EFFORT, DEFAULT_RETRY_AFTER_MS, HTTPEngine, message_of, retry_after_ms
+from llama_orch.errors import EngineError
+from llama_orch_api import Determinism, ErrorCode
+
+# error_type -> (code, retriable); see the table above.
+_ERROR_TYPES: dict[str, tuple[ErrorCode, bool]] = {
+    "overloaded": (ErrorCode.POOL_UNAVAILABLE, True),
+    "validation": (ErrorCode.ENGINE_ERROR, False),
+    "generation": (ErrorCode.ENGINE_ERROR, True),
+    "incomplete_generation": (ErrorCode.WORKER_RESET, True),
+}
+
+
+class TGIEngine(HTTPEngine):
+    """One Text Generation Inference server at ``base_url``.
+
+    >>> engine = TGIEngine("http://gpu-box:8080")
+    """
+
+    name = "tgi"
+    end_marker = "the final event (generated_text)"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        engine_name: str = "tgi",
+        slots: int = 1,
+        ctx_max: int = 4096,
+        version: str = "unknown",
+        determinism: frozenset[Determinism] = BEST_EFFORT,
+    ) -> None:
+        super().__init__(
+            base_url, engine_name=engine_name, slots=slots, ctx_max=ctx_max, version=version, determinism=determinism
+        )
+        self.model_id: str | None = None
+
+    async def health(self) -> bool:
+        return await self.probe(f"{self.base_url}/health")
+
+    async def fetch_info(self) -> EngineInfo:
+        """Context size, concurrency, version and model id from ``GET /info``."""
+        data = await self.get_json(f"{self.base_url}/info")
+        if not isinstance(data, dict):
+            raise self.error(ErrorCode.ENGINE_ERROR, f"{self.engine_name} answered /info with {type(data).__name__}")
+        info = self._info
+        if isinstance(data.get("max_total_tokens"), int):
+            info = replace(info, ctx_max=data["max_total_tokens"])
+        if isinstance(data.get("max_concurrent_requests"), int):
+            info = replace(info, slots=data["max_concurrent_requests"])
+        if isinstance(data.get("version"), str):
+            info = replace(info, version=data["version"])
+        if isinstance(data.get("model_id"), str):
+            self.model_id = data["model_id"]
+        self._info = info
+        return info
+
+    async def build_request(self, request: EngineRequest) -> tuple[str, dict[str, Any]]:
+        parameters: dict[str, Any] = {"max_new_tokens": request.max_tokens, "do_sample": request.temperature > 0}
+        if request.temperature > 0:
+            parameters["temperature"] = request.temperature
+            if 0 < request.top_p < 1:
+                parameters["top_p"] = request.top_p
+            if request.top_k > 0:
+                parameters["top_k"] = request.top_k
+        if request.seed is not None:
+            parameters["seed"] = request.seed
+        return f"{self.base_url}/generate_stream", {"inputs": request.prompt, "parameters": parameters}
+
+    def parse_event(self, data: bytes, batch: list[str]) -> bool:
+        event = self.json_object(data)
+        if "error" in event:
+            raise self._typed_error(event, status=None, headers={})
+        token = event.get("token")
+        if not isinstance(token, dict) or not isinstance(token.get("text"), str):
+            raise self.malformed(data)
+        if token["text"] and not token.get("special"):
+            batch.append(token["text"])
+        return event.get("generated_text") is not None
+
+    def status_error(self, status: int, body: str, headers: Mapping[str, str]) -> EngineError:
+        try:
+            event = json.loads(body)
+        except ValueError:
+            event = None
+        if isinstance(event, dict) and str(event.get("error_type")) in _ERROR_TYPES:
+            return self._typed_error(event, status=status, headers=headers)
+        return super().status_error(status, body, headers)
+
+    def _typed_error(self, event: dict[str, Any], *, status: int | None, headers: Mapping[str, str]) -> EngineError:
+        error_type = event.get("error_type")
+        code, retriable = _ERROR_TYPES.get(str(error_type), (ErrorCode.ENGINE_ERROR, False))
+        retry_after = {
+            ErrorCode.POOL_UNAVAILABLE: retry_after_ms(headers),
+            ErrorCode.WORKER_RESET: DEFAULT_RETRY_AFTER_MS,
+        }.get(code)
+        where = f" ({status})" if status is not None else ""
+        message = message_of(event) or json.dumps(event)[:200]
+        return self.error(
+            code,
+            f"{self.engine_name} {error_type or 'error'}{where}: {message}",
+            retriable=retriable,
+            retry_after_ms=retry_after,
+        )
