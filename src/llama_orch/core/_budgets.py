@@ -30,15 +30,10 @@ class Budget:
     tokens_used: int = 0
     wall_ms_used: float = 0.0
     cost_used: float = 0.0
+    # Running totals of the reservations, so every check is O(1) however many tasks are queued.
+    tokens_reserved: int = 0
+    cost_reserved: float = 0.0
     _reserved: dict[str, tuple[int, float]] = field(default_factory=dict)
-
-    @property
-    def tokens_reserved(self) -> int:
-        return sum(t for t, _ in self._reserved.values())
-
-    @property
-    def cost_reserved(self) -> float:
-        return sum(c for _, c in self._reserved.values())
 
     def tokens_remaining(self) -> int | None:
         if self.tokens_limit is None:
@@ -74,17 +69,26 @@ class Budget:
         if wall_left is not None and wall_left <= 0:
             raise BudgetExceeded("wall_ms", "the session's wall-time budget is spent")
         self._reserved[task_id] = (tokens, cost)
+        self.tokens_reserved += tokens
+        self.cost_reserved += cost
+
+    def _unreserve(self, task_id: str) -> tuple[int, float] | None:
+        reservation = self._reserved.pop(task_id, None)
+        if reservation is not None:
+            self.tokens_reserved -= reservation[0]
+            self.cost_reserved = max(0.0, self.cost_reserved - reservation[1]) if self._reserved else 0.0
+        return reservation
 
     def release(self, task_id: str) -> None:
         """Drop a reservation that never ran (e.g. the queue refused the task)."""
-        self._reserved.pop(task_id, None)
+        self._unreserve(task_id)
 
     def settle(self, task_id: str, tokens: int, cost: float) -> None:
         """Replace a task's reservation by what it really used (never more than reserved).
 
         A task without a reservation (admitted before the session had this budget) is not charged.
         """
-        reservation = self._reserved.pop(task_id, None)
+        reservation = self._unreserve(task_id)
         if reservation is None:
             return
         reserved_tokens, reserved_cost = reservation
