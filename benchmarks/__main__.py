@@ -22,10 +22,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks import admission, prediction, relay
+from benchmarks import admission, artifacts, prediction, relay
 from benchmarks._common import ROOT, pick_cpus
 
-SECTIONS = ("admission", "relay", "prediction")
+SECTIONS = ("admission", "relay", "prediction", "artifacts")
 
 
 def _git_rev() -> str:
@@ -66,9 +66,14 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def report_admission(r: dict[str, Any]) -> str:
-    o, b = r["orchestratord"], r["baseline"]
+    o, b, bud = r["orchestratord"], r["baseline"], r["budgets_on"]
     rows = [["", "tasks/s", "p50 ms", "p99 ms", "requests", "CPU us/task", "server CPU %", "loadgen CPU %"]]
-    for name, x in (("orchestratord", o), (f"baseline: {r['baseline_server']}", b)):
+    named = (
+        ("orchestratord (budgets off)", o),
+        ("orchestratord (budgets on: one session, reserve per task)", bud),
+        (f"baseline: {r['baseline_server']}", b),
+    )
+    for name, x in named:
         rows.append(
             [
                 name,
@@ -92,6 +97,7 @@ def report_admission(r: dict[str, Any]) -> str:
             f"  ratio orchestratord/baseline tasks/s: {_f(r['ratio'], 3)}  "
             f"(target >= 0.7 with p99 < 20 ms: {verdict}); "
             f"CPU-cost ratio baseline/orchestratord: {_f(r['cpu_ratio'], 3)}",
+            f"  budgets on/off tasks/s: {_f(r['budgets_on_ratio'], 3)}",
             *(f"  note: {n}" for n in r["notes"]),
         ]
     )
@@ -205,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             ("admission", partial(admission.run, adm, cpus, tmp), report_admission),
             ("relay", partial(relay.run, rel, cpus, tmp), report_relay),
             ("prediction", partial(prediction.run, pred, cpus, tmp), report_prediction),
+            ("artifacts", partial(artifacts.run_section, quick, cpus), artifacts.report),
         ]
         for name, fn, report in sections:
             if name not in only:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,18 @@ class AdmissionParams:
     client: str = "raw"
 
 
-def orchestratord_config() -> dict[str, Any]:
+BUDGET_SESSION = "bench-session"
+
+
+def orchestratord_config(*, budgets: bool = False) -> dict[str, Any]:
+    """The server under test; with ``budgets`` every session gets a (never exhausted) token and cost budget,
+    so each admission reserves against it and the 202 carries X-Budget-* headers."""
+    sessions: dict[str, Any] = {}
+    if budgets:
+        sessions = {"default_budget": {"tokens": 10**15, "cost": 10.0**12}}
     return {
         "server": {"host": HOST},
+        "sessions": sessions,
         "pools": [
             {
                 "id": "default",
@@ -38,6 +48,7 @@ def orchestratord_config() -> dict[str, Any]:
                 "queue": {"capacity": QUEUE_CAPACITY, "policy": "reject"},
                 "first_token_timeout_s": 7200,
                 "mock": {"slots": 1, "first_token_ms": 3_600_000, "tokens_per_s": 1},
+                "price_per_token": 0.000002,
             }
         ],
     }
@@ -66,13 +77,19 @@ def run(p: AdmissionParams, cpus: Cpus, tmp: Path) -> dict[str, Any]:
     body_file.write_bytes(body)
     results: dict[str, Any] = {}
 
-    port = free_port()
-    config = tmp / "admission.yaml"
-    config.write_text(yaml.safe_dump(orchestratord_config()))
-    argv = [venv_tool("orchestratord"), f"--config={config}", f"--port={port}", f"--data-dir={tmp / 'data-adm'}"]
-    base = f"http://{HOST}:{port}"
-    with running("orchestratord-admission", argv, cpu=cpus.server, log_dir=tmp, ready_url=f"{base}/healthz") as srv:
-        results["orchestratord"] = _load("orchestratord", f"{base}/v1/tasks", srv.pid, body_file, p, cpus, tmp)
+    budget_body = json.loads(body)
+    budget_body["session_id"] = BUDGET_SESSION
+    budget_body_file = tmp / "admission-body-budget.json"
+    budget_body_file.write_bytes(json.dumps(budget_body, separators=(",", ":")).encode())
+    for name, budgets, bfile in (("orchestratord", False, body_file), ("budgets_on", True, budget_body_file)):
+        port = free_port()
+        config = tmp / f"admission-{name}.yaml"
+        config.write_text(yaml.safe_dump(orchestratord_config(budgets=budgets)))
+        data_dir = tmp / f"data-{name}"
+        argv = [venv_tool("orchestratord"), f"--config={config}", f"--port={port}", f"--data-dir={data_dir}"]
+        base = f"http://{HOST}:{port}"
+        with running(f"orchestratord-{name}", argv, cpu=cpus.server, log_dir=tmp, ready_url=f"{base}/healthz") as srv:
+            results[name] = _load(name, f"{base}/v1/tasks", srv.pid, bfile, p, cpus, tmp)
 
     port = free_port()
     argv = [PYTHON, "-m", "benchmarks.baseline_app", f"--port={port}"]
@@ -80,8 +97,9 @@ def run(p: AdmissionParams, cpus: Cpus, tmp: Path) -> dict[str, Any]:
     with running("baseline", argv, cpu=cpus.server, log_dir=tmp, ready_url=f"{base}/healthz") as srv:
         results["baseline"] = _load("baseline", f"{base}/v1/tasks", srv.pid, body_file, p, cpus, tmp)
 
-    orch, bl = results["orchestratord"], results["baseline"]
+    orch, bl, bud = results["orchestratord"], results["baseline"], results["budgets_on"]
     ratio = orch["tasks_per_s"] / bl["tasks_per_s"] if bl["tasks_per_s"] else float("nan")
+    budget_ratio = bud["tasks_per_s"] / orch["tasks_per_s"] if orch["tasks_per_s"] else float("nan")
     notes: list[str] = []
     for name, r in results.items():
         if r["loadgen_cpu_pct"] >= 90:
@@ -111,8 +129,10 @@ def run(p: AdmissionParams, cpus: Cpus, tmp: Path) -> dict[str, Any]:
             "client": p.client,
         },
         "orchestratord": orch,
+        "budgets_on": bud,
         "baseline": bl,
         "ratio": round(ratio, 3),
+        "budgets_on_ratio": round(budget_ratio, 3),
         "cpu_ratio": round(cpu_ratio, 3),
         "target": {"ratio_min": 0.7, "p99_ms_max": 20.0},
         "meets_target": bool(ratio >= 0.7 and orch["p99_ms"] < 20.0),

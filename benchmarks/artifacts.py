@@ -31,6 +31,7 @@ from typing import Any
 from benchmarks._common import (
     HOST,
     PYTHON,
+    Cpus,
     cpu_seconds,
     free_port,
     percentile,
@@ -153,8 +154,8 @@ def _child_argv(mode: str, size: int, writes: int, reads: int, args: argparse.Na
     return argv
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    cpus = pick_cpus()
+def run(args: argparse.Namespace, cpus: Cpus | None = None) -> dict[str, Any]:
+    cpus = cpus or pick_cpus()
     scale = 0.25 if args.quick else 1.0
     results: dict[str, Any] = {"cpus": cpus.describe(), "concurrency": args.concurrency, "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="llorch-bench-artifacts-") as tmp:
@@ -174,7 +175,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         port = free_port()
         base = f"http://{HOST}:{port}"
-        argv = [venv_tool("orchestratord"), "--host", HOST, "--port", str(port), "--data-dir", str(tmpdir / "orch")]
+        # A mock pool: the artifact routes are what is measured, not an engine.
+        config = tmpdir / "orch.yaml"
+        config.write_text("pools:\n  - id: default\n    engine: mock\n")
+        argv = [venv_tool("orchestratord"), "--config", str(config), "--host", HOST, "--port", str(port)]
+        argv += ["--data-dir", str(tmpdir / "orch")]
         with running("orchestratord", argv, cpu=cpus.server, log_dir=log_dir, ready_url=f"{base}/healthz") as orch:
             for label, size in SIZES.items():
                 writes, reads = (max(20, int(n * scale)) for n in COUNTS[label])
@@ -206,6 +211,18 @@ def _table(results: dict[str, Any]) -> str:
                 f" {h['per_s']:>11.0f} {h['p50_ms']:>8.2f} {h['p99_ms']:>8.2f} {ratio:>11.2f}"
             )
     return "\n".join(lines)
+
+
+def run_section(quick: bool) -> dict[str, Any]:
+    """Entry for ``scripts/bench`` (section ``artifacts``): default parameters."""
+    return run(argparse.Namespace(quick=quick, seconds=5.0, concurrency=8))
+
+
+def report(results: dict[str, Any]) -> str:
+    return (
+        "ARTIFACTS  writes/s and reads/s at 1 KB and 1 MB: the store alone vs through orchestratord's API\n"
+        + "\n".join("  " + line for line in _table(results).splitlines())
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
