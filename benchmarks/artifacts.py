@@ -213,9 +213,9 @@ def _table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_section(quick: bool) -> dict[str, Any]:
-    """Entry for ``scripts/bench`` (section ``artifacts``): default parameters."""
-    return run(argparse.Namespace(quick=quick, seconds=5.0, concurrency=8))
+def run_section(quick: bool, cpus: Cpus) -> dict[str, Any]:
+    """Entry for ``scripts/bench`` (section ``artifacts``): default parameters, the driver's CPU layout."""
+    return run(argparse.Namespace(quick=quick, seconds=5.0, concurrency=8), cpus)
 
 
 def report(results: dict[str, Any]) -> str:
