@@ -6,7 +6,9 @@
     ├── OrchError                 operational: carries an ErrorCode, becomes an error envelope
     │   ├── AdmissionError        refused before enqueue (4xx/503), nothing was queued
     │   │   └── QueueFullError    429: the pool's bounded queue is full
-    │   └── EngineError           the engine failed while serving a task (WORKER_RESET, ...)
+    │   ├── EngineError           the engine failed while serving a task (WORKER_RESET, ...)
+    │   └── ModelUnavailable      a pool's model cannot be provisioned: the pool stays unready (POOL_UNREADY)
+    │       └── ModelFetchForbidden  not cached, and the policy forbids network fetches
     └── ConfigError (ValueError)  misuse: a configuration that can never work
 
 Operational errors say what happened and whether retrying can help; misuse errors say what to fix.
@@ -74,3 +76,23 @@ class EngineError(OrchError):
 
 class ConfigError(ValueError):
     """A configuration that cannot work (a programming or operator mistake, not a runtime fault)."""
+
+
+class ModelUnavailable(OrchError):
+    """A pool's model could not be turned into a local file (missing, download failed, digest or
+    size refused). The pool stays unready and admission answers ``503 POOL_UNREADY`` with this
+    message. ``retriable`` says whether trying again later can help (a network failure can)."""
+
+    def __init__(self, message: str, *, retriable: bool = False, details: dict[str, object] | None = None) -> None:
+        super().__init__(
+            ErrorCode.POOL_UNREADY,
+            message,
+            retriable=retriable,
+            retry_after_ms=5000 if retriable else None,
+            details=details,
+        )
+
+
+class ModelFetchForbidden(ModelUnavailable):
+    """The model is not in the local cache and the policy (``models.allow_network: false``)
+    forbids fetching it: raised at once, without touching the network."""
