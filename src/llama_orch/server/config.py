@@ -134,6 +134,30 @@ class CatalogConfig(_Strict):
         return TrustPolicy.model_validate(self.default_policy.model_dump())
 
 
+class ModelsConfig(_Strict):
+    """Where pools' models come from (``llama_orch.pools.resolve_model``): local paths, https, the
+    Hugging Face Hub (``hf:``, honouring ``HF_ENDPOINT``) and the embedded Gemma 3 270M."""
+
+    cache_dir: str | None = Field(
+        default=None,
+        description="Where fetched models are kept; default <data_dir>/models, or ~/.cache/llama-orch/models "
+        "when data_dir is null.",
+    )
+    allow_network: bool = Field(
+        default=True,
+        description="Whether models may be fetched over the network. When false, a model that is not cached "
+        "leaves its pool unready (503 POOL_UNREADY at admission) instead of being downloaded.",
+    )
+    max_bytes: int | None = Field(default=None, ge=1, description="Largest model download; unlimited when null.")
+
+    def cache_path(self, data_dir: str | None) -> Path:
+        if self.cache_dir is not None:
+            return Path(self.cache_dir).expanduser()
+        if data_dir is not None:
+            return Path(data_dir).expanduser() / "models"
+        return Path.home() / ".cache" / "llama-orch" / "models"
+
+
 class OrchestratorConfig(_Strict):
     """Top-level configuration file."""
 
@@ -146,6 +170,7 @@ class OrchestratorConfig(_Strict):
     )
     artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
     pools: list[PoolConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
