@@ -17,7 +17,7 @@ import logging
 import time
 from pathlib import Path
 
-from llama_orch.errors import OrchError
+from llama_orch.errors import ModelUnavailable, OrchError
 from llama_orch.server._pool import Pool, Replica
 from llama_orch_api import ErrorCode, PoolOperation
 
@@ -66,16 +66,19 @@ async def drain(pool: Pool, deadline_ms: int) -> PoolOperation:
     )
 
 
-def _check_loadable(pool: Pool, model_ref: str) -> None:
-    """What the engine would refuse to load. The mock loads ``mock:*`` and real GGUF files."""
-    if model_ref.startswith("mock:"):
-        return
-    path = Path(model_ref.removeprefix("file:"))
-    if not path.is_file():
-        raise ValueError(f"model file {path} does not exist")
+def _check_gguf(path: Path) -> None:
     with path.open("rb") as fh:
         if fh.read(4) != GGUF_MAGIC:
             raise ValueError(f"model file {path} is not a GGUF file (bad magic)")
+
+
+async def _check_loadable(pool: Pool, model_ref: str) -> Path | None:
+    """What the engine would refuse to load: a model that cannot be provisioned (missing, not
+    fetchable under the models policy) or a file that is not GGUF. ``mock:*`` needs no file."""
+    path = await pool.fetch_model(model_ref)
+    if path is not None:
+        await asyncio.to_thread(_check_gguf, path)
+    return path
 
 
 async def reload(pool: Pool, model_ref: str, deadline_ms: int) -> PoolOperation:
@@ -88,12 +91,12 @@ async def reload(pool: Pool, model_ref: str, deadline_ms: int) -> PoolOperation:
     fresh: list[Replica] = pool.new_replicas(model_ref)
     try:
         async with asyncio.timeout(deadline_ms / 1000):
-            await asyncio.to_thread(_check_loadable, pool, model_ref)
+            model_path = await _check_loadable(pool, model_ref)
             for replica in fresh:
                 await replica.engine.start()
                 if not await replica.engine.health():
                     raise ValueError(f"replica {replica.replica_id} failed its health check")
-    except (ValueError, OSError, TimeoutError) as exc:
+    except (ValueError, OSError, TimeoutError, ModelUnavailable) as exc:
         reason = "the deadline passed" if isinstance(exc, TimeoutError) else str(exc)
         for replica in fresh:
             await replica.engine.aclose()
@@ -108,6 +111,7 @@ async def reload(pool: Pool, model_ref: str, deadline_ms: int) -> PoolOperation:
             details={"rolled_back": True, "model_ref": previous_model},
         ) from exc
     pool.swap_replicas(fresh, model_ref)
+    pool.model_path, pool.unready_error = model_path, None
     pool.state = "ready"
     pool.last_error = None
     pool.pump()

@@ -115,6 +115,8 @@ class Orchestrator:
                 on_finished=self._on_finished,
                 session_of=lambda sid: self.sessions.get(sid, time.monotonic()),
                 metrics_interval_s=config.server.metrics_interval_s,
+                models=config.models,
+                data_dir=config.data_dir,
             )
             for p in config.pools
         }
@@ -126,6 +128,8 @@ class Orchestrator:
         """Set by the app: where every finished task's record artifact goes."""
 
     async def start(self) -> None:
+        # A pool whose model cannot be provisioned stays unready (503 POOL_UNREADY), never hangs.
+        await asyncio.gather(*(pool.provision_model() for pool in self.pools.values()))
         for pool in self.pools.values():
             await pool.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="sweeper")
@@ -177,6 +181,18 @@ class Orchestrator:
         now = time.monotonic()
         pools = [pool for c in candidates if (pool := self.pools[c.pool_id]).admits]
         if not pools:
+            unready = [
+                e for c in candidates if (p := self.pools[c.pool_id]).state == "unready" and (e := p.unready_error)
+            ]
+            if unready:
+                first = unready[0]
+                raise AdmissionError(
+                    ErrorCode.POOL_UNREADY,
+                    first.message,
+                    retriable=first.retriable,
+                    retry_after_ms=first.retry_after_ms,
+                    details=first.details,
+                )
             states = {c.pool_id: self.pools[c.pool_id].state for c in candidates}
             raise AdmissionError(
                 ErrorCode.POOL_DRAINING,
@@ -431,7 +447,7 @@ class Orchestrator:
 
     @staticmethod
     def _replica_statuses(pool: Pool) -> list[ReplicaStatus]:
-        state = pool.state if pool.state in ("draining", "drained") else "ready"
+        state = pool.state if pool.state in ("draining", "drained", "unready") else "ready"
         return [
             ReplicaStatus(
                 id=r.replica_id,

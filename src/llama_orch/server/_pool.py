@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from llama_orch.core import (
     SAMPLER_PROFILES,
@@ -26,9 +27,10 @@ from llama_orch.core import (
     predict_start_ms,
 )
 from llama_orch.engines import Engine, EngineRequest, LlamaCppEngine, MockEngine
-from llama_orch.errors import EngineError, OrchError
+from llama_orch.errors import ConfigError, EngineError, ModelUnavailable, OrchError
+from llama_orch.pools import resolve_model
 from llama_orch.server._tasks import TaskRecord, TaskState
-from llama_orch.server.config import PoolConfig
+from llama_orch.server.config import ModelsConfig, PoolConfig
 from llama_orch_api import Determinism, ErrorCode, Priority, StartedEvent
 
 log = logging.getLogger("llama_orch.pool")
@@ -74,6 +76,8 @@ class Pool:
         on_finished: Callable[[TaskRecord], None],
         session_of: Callable[[str], Session | None],
         metrics_interval_s: float = 1.0,
+        models: ModelsConfig | None = None,
+        data_dir: str | None = None,
     ) -> None:
         self.config = config
         self.queue: BoundedPriorityQueue[TaskRecord] = BoundedPriorityQueue(config.queue.capacity, config.queue.policy)
@@ -86,9 +90,15 @@ class Pool:
         modes = frozenset(config.determinism) if config.determinism is not None else info.determinism
         self.determinism = modes | {Determinism.best_effort}
         self.state = "ready"
-        """ready | draining | drained | reloading — only a ready (or reloading) pool admits."""
+        """ready | draining | drained | reloading | unready — only a ready (or reloading) pool admits."""
         self.last_error: str | None = None
         self.drain_deadline_ms: int | None = None
+        self.model_path: Path | None = None
+        """The local model file once provisioned (see :meth:`provision_model`)."""
+        self.unready_error: OrchError | None = None
+        """While ``state`` is ``unready``: why (the model could not be provisioned)."""
+        self._models = models or ModelsConfig()
+        self._data_dir = data_dir
         self.slo = SloWindow()
         self.limits = self._compute_limits()
         if config.engine == "mock":
@@ -120,6 +130,50 @@ class Pool:
     @property
     def admits(self) -> bool:
         return self.state in ("ready", "reloading") and not self._closing
+
+    def needs_model_file(self, model_ref: str) -> bool:
+        """Whether this pool's engine loads ``model_ref`` from a local file (an engine at an
+        external endpoint has its own; ``mock:*`` refs are no file; the in-process mock loads a
+        real ref's file as llama.cpp would)."""
+        return self.config.endpoint is None and not model_ref.startswith("mock:")
+
+    async def fetch_model(self, model_ref: str) -> Path | None:
+        """The local file of ``model_ref`` (fetched when the models policy allows), or None when
+        this pool's engine needs no file. Raises ModelUnavailable / ModelFetchForbidden / ConfigError."""
+        if not self.needs_model_file(model_ref):
+            return None
+        return await resolve_model(
+            model_ref,
+            cache_dir=self._models.cache_path(self._data_dir),
+            allow_network=self._models.allow_network,
+            max_bytes=self._models.max_bytes,
+        )
+
+    async def provision_model(self) -> Path | None:
+        """Resolve the pool's model at start. On failure the pool is ``unready`` (it admits
+        nothing; admission answers ``503 POOL_UNREADY`` with :attr:`unready_error`)."""
+        try:
+            path = await self.fetch_model(self.model_ref)
+        except (ModelUnavailable, ConfigError) as exc:
+            error = exc if isinstance(exc, OrchError) else ModelUnavailable(str(exc))
+            self.state = "unready"
+            self.unready_error = OrchError(
+                ErrorCode.POOL_UNREADY,
+                f"pool {self.pool_id!r} is not ready: {error.message}",
+                retriable=error.retriable,
+                retry_after_ms=error.retry_after_ms,
+                details={**(error.details or {}), "pool": self.pool_id, "model_ref": self.model_ref},
+            )
+            self.last_error = error.message
+            log.warning(
+                "pool %s stays unready: %s",
+                self.pool_id,
+                error.message,
+                extra={"pool": self.pool_id, "narration": "model not provisioned"},
+            )
+            return None
+        self.model_path = path
+        return path
 
     def _compute_limits(self) -> PoolLimits:
         return PoolLimits(
