@@ -222,6 +222,10 @@ class WorkspaceManager:
             async with self._admin:
                 await self._remove(path, None)
 
+    def identity_env(self, agent_id: str) -> dict[str, str]:
+        """The author and committer environment for commits made on behalf of ``agent_id``."""
+        return self._author(agent_id)
+
     async def _remove(self, path: Path, branch: str | None) -> None:
         if await asyncio.to_thread(path.exists):
             result = await self.git("worktree", "remove", "--force", "--force", str(path), check=False)
