@@ -1,13 +1,15 @@
-"""Property tests: specs rendered in every accepted form parse back to the same ids, levels, texts."""
+"""Property tests: specs rendered in every accepted form parse back to the same ids, levels and
+texts; edits applied to a spec keep the ids they do not touch stable."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llama_orch.agents import Level, parse_spec
+from llama_orch.agents import Level, apply_edits, diff_specs, parse_spec
 
 FORMS = ("bracket", "bold", "bold-colon-inside", "colon", "dash", "paren", "heading", "table", "nested", "ordered")
 WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8)
@@ -82,3 +84,62 @@ def test_render_then_parse_round_trips(reqs: list[Req], noise: list[str], eol: s
     lines = text.removeprefix("\ufeff").split(eol)
     for parsed in spec:
         assert parsed.id in lines[parsed.line - 1]
+
+
+OPS = st.sampled_from(["keep", "keep", "reword", "delete", "renumber"])
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(reqs=requirements(), data=st.data())
+def test_edits_applied_to_a_spec_keep_unchanged_ids_stable(
+    tmp_path_factory: pytest.TempPathFactory, reqs: list[Req], data: st.DataObject
+) -> None:
+    """Apply random edits to a spec file with the edit applier, parse again: the diff names exactly
+    what the edits did, and every untouched requirement keeps its id, text and level."""
+    root = tmp_path_factory.mktemp("spec")
+    head = "# Generated spec\n\n"
+    (root / "spec.md").write_text(head + "\n\n".join(render(r) for r in reqs) + "\n", encoding="utf-8")
+    old = parse_spec((root / "spec.md").read_text(encoding="utf-8"))
+    taken = {r.id for r in reqs}
+    expect: dict[str, list[str]] = {"keep": [], "reword": [], "delete": [], "added": []}
+    renumbered: list[tuple[str, str]] = []
+    blocks = []
+    for n, req in enumerate(reqs):
+        op = data.draw(OPS)
+        new_id = f"NEW{n}-{n:04d}"
+        if op == "keep":
+            expect["keep"].append(req.id)
+            continue
+        if op == "reword":
+            expect["reword"].append(req.id)
+            new = Req(req.id, req.level, req.text.replace("subject", "object"), req.form)
+        elif op == "renumber":
+            renumbered.append((req.id, new_id))
+            new = Req(new_id, req.level, req.text, req.form)
+        else:
+            expect["delete"].append(req.id)
+        replacement = "" if op == "delete" else render(new) + "\n"
+        blocks.append(f"spec.md\n<<<<<<< SEARCH\n{render(req)}\n=======\n{replacement}>>>>>>> REPLACE\n")
+    fresh = [Req(f"ADD{k}-{k:04d}", Level.SHOULD, f"added SHOULD a{k}.", "bracket")
+             for k in range(data.draw(st.integers(0, 3)))]  # fmt: skip
+    assert not taken & {r.id for r in fresh}
+    if fresh:
+        expect["added"] = [r.id for r in fresh]
+        additions = "".join(render(r) + "\n\n" for r in fresh)
+        blocks.append(
+            f"spec.md\n<<<<<<< SEARCH\n# Generated spec\n=======\n# Generated spec\n\n{additions}>>>>>>> REPLACE\n"
+        )
+    if blocks:
+        apply_edits(root, "\n".join(blocks))
+    new_spec = parse_spec((root / "spec.md").read_text(encoding="utf-8"))
+    diff = diff_specs(old, new_spec)
+    assert sorted(diff.unchanged + [m.id for m in diff.moved]) == sorted(expect["keep"])
+    assert [c.id for c in diff.changed] == expect["reword"]
+    assert diff.removed == expect["delete"]
+    assert [(r.old_id, r.new_id) for r in diff.renumbered] == renumbered
+    assert sorted(diff.added) == sorted(expect["added"])
+    for req_id in expect["keep"]:
+        was, now = old.by_id[req_id], new_spec.by_id[req_id]
+        assert (now.text, now.level, now.form) == (was.text, was.level, was.form)
