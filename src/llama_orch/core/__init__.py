@@ -1,4 +1,4 @@
-"""Pure scheduling logic: queues, admission guardrails, start-time prediction, sessions.
+"""Pure scheduling logic: queues, admission guardrails, placement, start-time prediction, sessions.
 
 No I/O and no event loop: every function takes the time it needs as an argument.
 """
@@ -14,6 +14,7 @@ from llama_orch.core._admission import (
     matching_pools,
 )
 from llama_orch.core._budgets import Budget, BudgetExceeded
+from llama_orch.core._placement import Placement, PlacementRequest, ReplicaView, place
 from llama_orch.core._predict import ServiceEstimator, predict_start_ms
 from llama_orch.core._queue import BoundedPriorityQueue, Full, Pushed, QueuePolicy
 from llama_orch.core._sampler import SAMPLER_PROFILES, SamplerProfileSpec
@@ -26,9 +27,12 @@ __all__ = [
     "Budget",
     "BudgetExceeded",
     "Full",
+    "Placement",
+    "PlacementRequest",
     "PoolLimits",
     "Pushed",
     "QueuePolicy",
+    "ReplicaView",
     "SamplerProfileSpec",
     "ServiceEstimator",
     "Session",
@@ -39,5 +43,6 @@ __all__ = [
     "estimate_prompt_tokens",
     "match_key",
     "matching_pools",
+    "place",
     "predict_start_ms",
 ]
