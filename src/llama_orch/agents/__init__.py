@@ -28,16 +28,24 @@ from llama_orch.agents._spec_model import (
     strongest_level,
 )
 from llama_orch.agents._spec_parse import load_spec, parse_spec
+from llama_orch.agents._trace import TRAILER_KEYS, GitLogError, scan_commits, trace_repository
+from llama_orch.agents._trace_contracts import scan_contract, scan_contracts
+from llama_orch.agents._trace_model import Citation, Gaps, TraceEntry, TraceIndex, build_trace_index
+from llama_orch.agents._trace_tests import scan_feature, scan_python_test, scan_tests
 
 __all__ = [
     "DEFAULT_ID_PATTERN",
+    "TRAILER_KEYS",
     "ChangeSet",
     "Changed",
+    "Citation",
     "Edit",
     "EditError",
     "EditProblem",
     "EditSyntaxError",
     "FileChange",
+    "Gaps",
+    "GitLogError",
     "Level",
     "MatchError",
     "Moved",
@@ -46,8 +54,11 @@ __all__ = [
     "Spec",
     "SpecDiff",
     "SpecIssue",
+    "TraceEntry",
+    "TraceIndex",
     "UnsafePathError",
     "apply_edits",
+    "build_trace_index",
     "compile_id_pattern",
     "diff_specs",
     "load_spec",
@@ -55,6 +66,13 @@ __all__ = [
     "parse_spec",
     "plan_edits",
     "resolve_in_workspace",
+    "scan_commits",
+    "scan_contract",
+    "scan_contracts",
+    "scan_feature",
+    "scan_python_test",
+    "scan_tests",
     "strongest_level",
+    "trace_repository",
     "write_changes",
 ]
