@@ -28,6 +28,7 @@ from llama_orch.core import (
     matching_pools,
 )
 from llama_orch.errors import AdmissionError, OrchError, QueueFullError
+from llama_orch.pools import Inventory, detect
 from llama_orch.server._pool import Pool
 from llama_orch.server._records import RecordWriter, record_content
 from llama_orch.server._tasks import TaskRecord
@@ -126,8 +127,14 @@ class Orchestrator:
         """Set by the app when a model catalog is configured; consulted on every admission."""
         self.records: RecordWriter | None = None
         """Set by the app: where every finished task's record artifact goes."""
+        self.inventory: Inventory | None = None
+        """This host's GPUs (NVML, detected at start unless set before): placement prefers the
+        replica with the most free VRAM, and ``/v1/replicasets`` shows the readings."""
 
     async def start(self) -> None:
+        if self.inventory is None:
+            self.inventory = await asyncio.to_thread(detect)
+        await self.refresh_gpus()
         # A pool whose model cannot be provisioned stays unready (503 POOL_UNREADY), never hangs.
         await asyncio.gather(*(pool.provision_model() for pool in self.pools.values()))
         for pool in self.pools.values():
@@ -151,6 +158,8 @@ class Orchestrator:
             await pool.aclose()
         if self.records is not None:
             await self.records.aclose()
+        if self.inventory is not None:
+            self.inventory.close()
 
     # -- tasks ----------------------------------------------------------------------------------
 
@@ -373,6 +382,16 @@ class Orchestrator:
         while True:
             await asyncio.sleep(interval)
             self.sweep(time.monotonic())
+            await self.refresh_gpus()
+
+    async def refresh_gpus(self) -> None:
+        """Read the GPU inventory (off the loop) into the local replicas that run on GPUs."""
+        local = [r for pool in self.pools.values() for r in pool.replicas if r.devices and r.host is None]
+        if not local or self.inventory is None:
+            return
+        readings = await asyncio.to_thread(self.inventory.devices)
+        for replica in local:
+            replica.gpus = tuple(g for g in readings if replica.devices and g.index in replica.devices)
 
     # -- sessions and capabilities --------------------------------------------------------------
 
@@ -451,10 +470,17 @@ class Orchestrator:
         return [
             ReplicaStatus(
                 id=r.replica_id,
-                state=state,
+                state=state if r.ready or state != "ready" else "unready",
                 model_ref=r.model_ref,
                 slots_total=r.slots,
                 slots_free=max(0, r.slots - r.active),
+                devices=sorted(r.devices) if r.devices is not None else None,
+                vram_total_bytes=sum(g.vram_total_bytes for g in r.gpus) if r.gpus else None,
+                vram_free_bytes=r.vram_free_bytes,
+                gpu_utilization_pct=max(
+                    (g.utilization_pct for g in r.gpus if g.utilization_pct is not None), default=None
+                ),
+                host=r.host,
             )
             for r in pool.replicas
         ]

@@ -19,16 +19,19 @@ from llama_orch.core import (
     SAMPLER_PROFILES,
     BoundedPriorityQueue,
     Budget,
+    PlacementRequest,
     PoolLimits,
     Pushed,
+    ReplicaView,
     ServiceEstimator,
     Session,
     SloWindow,
+    place,
     predict_start_ms,
 )
 from llama_orch.engines import Engine, EngineRequest, LlamaCppEngine, MockEngine
 from llama_orch.errors import ConfigError, EngineError, ModelUnavailable, OrchError
-from llama_orch.pools import resolve_model
+from llama_orch.pools import GpuDevice, resolve_model
 from llama_orch.server._tasks import TaskRecord, TaskState
 from llama_orch.server.config import ModelsConfig, PoolConfig
 from llama_orch_api import Determinism, ErrorCode, Priority, StartedEvent
@@ -47,6 +50,23 @@ class Replica:
     model_ref: str
     active: int = 0
     running: dict[str, TaskRecord] = field(default_factory=dict)
+    ready: bool = True
+    """False while the replica cannot take tasks (unhealthy, restarting, its host silent): placement skips it."""
+    devices: frozenset[int] | None = None
+    """Its device mask (GPU indices on its host); None on CPU."""
+    gpus: tuple[GpuDevice, ...] = ()
+    """The latest readings of its devices (GPU inventory, or a remote host's heartbeat)."""
+    host: str | None = None
+    """The pool-managerd host of a registered remote replica; None for local ones."""
+
+    @property
+    def vram_free_bytes(self) -> int | None:
+        return sum(g.vram_free_bytes for g in self.gpus) if self.gpus else None
+
+    def view(self, pool_id: str) -> ReplicaView:
+        return ReplicaView(
+            self.replica_id, pool_id, self.ready, self.slots, self.active, self.devices, self.vram_free_bytes
+        )
 
 
 def build_engine(config: PoolConfig) -> Engine:
@@ -339,16 +359,34 @@ class Pool:
     # -- dispatch -------------------------------------------------------------------------------
 
     def _pick_replica(self, record: TaskRecord) -> Replica | None:
-        free = [r for r in self.replicas if r.active < r.slots]
-        if not free:
+        if not any(r.ready and r.active < r.slots for r in self.replicas):
             return None
+        session_replica = None
         if record.request.session_id is not None:
             session = self._session_of(record.request.session_id)
-            if session is not None and session.replica is not None:
-                for replica in free:
-                    if replica.replica_id == session.replica:
-                        return replica
-        return min(free, key=lambda r: (r.active, r.replica_id))
+            session_replica = session.replica if session is not None else None
+        placement = place(
+            [r.view(self.pool_id) for r in self.replicas], PlacementRequest(session_replica=session_replica)
+        )
+        if placement is None:
+            return None
+        if placement.failed_over:
+            log.info(
+                "task %s: session %s's replica %s is gone or unhealthy; failing over to %s (KV cache cold)",
+                record.task_id,
+                record.request.session_id,
+                session_replica,
+                placement.replica_id,
+                extra={"task_id": record.task_id, "narration": "session failover"},
+            )
+        return next(r for r in self.replicas if r.replica_id == placement.replica_id)
+
+    def set_ready(self, replica: Replica, ready: bool) -> None:
+        """Mark ``replica`` able (or not) to take tasks; placement skips it while it is not.
+        Tasks already running on it are the caller's business (its engine fails them)."""
+        replica.ready = ready
+        if ready:
+            self.pump()
 
     def pump(self) -> None:
         """Start queued tasks while a replica has a free slot."""

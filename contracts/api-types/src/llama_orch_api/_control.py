@@ -57,6 +57,11 @@ class ReplicaStatus(_Response):
     model_ref: str
     slots_total: int = Field(ge=0)
     slots_free: int = Field(ge=0)
+    devices: list[int] | None = None
+    vram_total_bytes: int | None = Field(default=None, ge=0)
+    vram_free_bytes: int | None = Field(default=None, ge=0)
+    gpu_utilization_pct: int | None = Field(default=None, ge=0, le=100)
+    host: str | None = None
 
 
 class PoolHealth(_Response):
