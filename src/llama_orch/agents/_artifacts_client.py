@@ -195,9 +195,7 @@ class AgentArtifacts:
         media = "text/x-diff" if isinstance(edits, str) else None
         return await self.put("diff", edits, parent=parent, tags=["agent:edit-set", *tags], media_type=media)
 
-    async def gate_result(
-        self, result: GateResult, *, parent: str | None, tags: Sequence[str] = ()
-    ) -> StoredArtifact:
+    async def gate_result(self, result: GateResult, *, parent: str | None, tags: Sequence[str] = ()) -> StoredArtifact:
         """A gate's outcome as a ``test-result`` artifact."""
         gate_tags = ["agent:gate-result", f"gate:{result.name}", f"status:{result.status}", *tags]
         return await self.put("test-result", _json(result.to_json()), parent=parent, tags=gate_tags)

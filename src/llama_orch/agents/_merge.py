@@ -247,9 +247,7 @@ class MergeQueue:
     async def _run_gates(self, gates: Sequence[GateSpec], checkout: Path, subject: str) -> list[GateResult]:
         return await run_gates(gates, checkout, subject=subject, fail_fast=self.fail_fast)
 
-    async def _record_gates(
-        self, results: Sequence[GateResult], parent: str | None, branch: str
-    ) -> tuple[str, ...]:
+    async def _record_gates(self, results: Sequence[GateResult], parent: str | None, branch: str) -> tuple[str, ...]:
         if self.artifacts is None:
             return ()
         ids = []
