@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from llama_orch.agents._gates import GateSpec, run_gate
-from llama_orch.agents._sandbox import probe_support
+from llama_orch.agents._sandbox import SandboxSupport, probe_support
 
 PY = sys.executable
 
@@ -215,3 +215,26 @@ async def test_a_daemon_started_by_a_gate_dies_with_it(tmp_path: Path) -> None:
     assert result.status == "pass" and result.stdout == "parent done\n"
     assert "pid namespace" in result.isolation.applied["cleanup"]
     _host_unharmed(str(script))
+
+
+async def test_a_machine_without_mechanisms_gets_an_honest_report(tmp_path: Path, listener: socket.socket) -> None:
+    """Nothing is claimed that was not applied: here the gate does reach the host, and the report says so."""
+    bare = SandboxSupport(
+        unshare_flags=None,
+        user_ns=False,
+        net_ns=False,
+        pid_ns=False,
+        cgroup=None,
+        is_root=True,
+        notes={"net-ns": "`unshare` (util-linux) is not installed", "cgroup": "no pids controller mounted"},
+    )
+    script = tmp_path / "net.py"
+    script.write_text(NETWORK_SCRIPT.format(port=listener.getsockname()[1]))
+    gate = GateSpec(name="bare", argv=(PY, str(script)), timeout_s=30)
+    result = await run_gate(gate, tmp_path, support=bare)
+    assert result.status == "pass" and _connections(listener) == 1
+    assert "network" not in result.isolation.applied
+    assert result.isolation.missing["network"] == "`unshare` (util-linux) is not installed"
+    assert result.isolation.missing["processes"].startswith("root is exempt from RLIMIT_NPROC")
+    assert result.isolation.applied["cleanup"] == "process group"
+    assert result.isolation.applied["memory"] == "RLIMIT_AS=2048 MiB"

@@ -125,6 +125,12 @@ def _prepare(path: Path, version: int) -> tuple[PidsCgroupRoot | None, str]:
     if not (path / "cgroup.procs").exists():
         return None, f"{path} is not a cgroup"
     _sweep(path)
+    probe = path / f"g{os.getpid()}-probe-{uuid.uuid4().hex[:8]}"
+    try:  # the parent may exist (made by someone else) and still not be ours to write in
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        return None, f"cannot create cgroups in {path}: {exc.strerror or exc}"
     return PidsCgroupRoot(path, version), ""
 
 

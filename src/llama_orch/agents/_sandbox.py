@@ -234,8 +234,10 @@ def _plan(argv: Sequence[str], limits: Limits, support: SandboxSupport) -> _Plan
             except OSError as exc:
                 missing["processes"] = f"cannot create a pids cgroup: {exc.strerror or exc}"
         if cgroup is None and not support.is_root and support.user_ns:
+            # Counted per user namespace (Linux >= 5.14 ucounts), so the gate's own processes only.
             rlimits["RLIMIT_NPROC"] = limits.max_procs
             applied["processes"] = f"RLIMIT_NPROC={limits.max_procs} in a private user namespace"
+            missing.pop("processes", None)
         elif cgroup is None:
             why = "root is exempt from RLIMIT_NPROC" if support.is_root else "RLIMIT_NPROC would count all of ours"
             no_cgroup = support.notes.get("cgroup", "not available")
