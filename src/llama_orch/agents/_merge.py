@@ -213,7 +213,8 @@ class MergeQueue:
             ref = self.workspaces.integration_ref
             swapped = await git("update-ref", "-m", f"llorch merge queue: {branch}", ref, commit, head, check=False)
             if swapped.returncode == 0:
-                reason = f"all {len(results)} gates passed" if results else "merged (no gates configured)"
+                n = len(results)
+                reason = f"all {n} gate{'s' if n != 1 else ''} passed" if results else "merged (no gates configured)"
                 return verdict("merged", reason, integration_after=commit, merge_commit=commit, **checked)
             now = await self.workspaces.integration_head()
             if now == head:  # it did not move: the update failed for another reason
