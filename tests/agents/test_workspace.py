@@ -163,3 +163,21 @@ async def test_git_commands_are_killed_at_their_time_limit(tmp_path: Path, monke
     monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     with pytest.raises(GitError, match="timed out"):
         await Git(tmp_path, timeout_s=0.5)("status")
+
+
+WORKSPACE_SURFACE = {
+    "AgentArtifacts", "StoredArtifact", "SyncReport", "GateConfigError", "GateResult", "GateSpec", "load_gates",
+    "load_gates_at", "parse_gates", "run_gate", "run_gates", "MIN_GIT_VERSION", "Git", "GitError", "GitVersionError",
+    "GateRunner", "MergeDecision", "MergePreview", "MergeQueue", "preview_merge", "redact_secrets", "Isolation",
+    "Limits", "SandboxRun", "SandboxSupport", "probe_support", "run_sandboxed", "Trailers", "read_trailers",
+    "with_trailers", "DEFAULT_BRANCH_PREFIX", "DEFAULT_INTEGRATION_BRANCH", "NothingToCommitError", "Workspace",
+    "WorkspaceError", "WorkspaceManager",
+}  # fmt: skip
+
+
+def test_workspace_merge_gate_and_artifact_names_are_public() -> None:
+    import llama_orch.agents as agents
+
+    assert set(agents.__all__) >= WORKSPACE_SURFACE
+    for name in WORKSPACE_SURFACE:
+        assert getattr(agents, name) is not None
