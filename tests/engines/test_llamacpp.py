@@ -19,7 +19,7 @@ from aiohttp import web
 from llama_orch.engines import EngineRequest, LlamaCppEngine, MockEngine, MockFaults, MockSettings, mock_tokens
 from llama_orch.engines.mock_server import ENGINE_KEY, make_app
 from llama_orch.errors import EngineError
-from llama_orch_api import ErrorCode
+from llama_orch_api import Determinism, ErrorCode
 from tests.conftest import free_port
 
 StartMock = Callable[[MockSettings], Awaitable[str]]
@@ -477,6 +477,19 @@ async def test_request_payload(
     assert first["seed"] == 5
     assert second["n_predict"] == 9
     assert "seed" not in second
+
+
+async def test_strict_turns_the_prompt_cache_off(
+    fake_llama_server: Callable[..., Awaitable[FakeLlamaServer]],
+    connect: Callable[[str], Awaitable[LlamaCppEngine]],
+) -> None:
+    # llama.cpp's logits differ between a prompt evaluated in one batch and one resumed from its
+    # cache, so a strict task must not reuse a cached prefix; best-effort tasks keep the speed-up.
+    server = await fake_llama_server(stream_of(token("a"), FINAL))
+    engine = await connect(server.base_url)
+    await collect(engine, req(determinism=Determinism.strict))
+    await collect(engine, req(determinism=Determinism.best_effort))
+    assert [r["cache_prompt"] for r in server.requests] == [False, True]
 
 
 async def test_health_false_while_loading(

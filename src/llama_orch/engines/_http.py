@@ -140,6 +140,9 @@ class HTTPEngine(Engine):
 
     #: What ends a stream, for messages; ``None``: the end of the body ends it, after one event or more.
     end_marker: str | None = None
+    #: Headers of the streaming request only (e.g. ``Connection: close`` for a server that closes
+    #: the connection after every stream while announcing keep-alive).
+    stream_headers: Mapping[str, str] = {}
 
     def __init__(
         self,
@@ -234,7 +237,7 @@ class HTTPEngine(Engine):
     async def stream(self, request: EngineRequest) -> AsyncGenerator[list[str], None]:
         url, payload = await self.build_request(request)
         try:
-            resp = await self.session.post(url, json=payload)
+            resp = await self.session.post(url, json=payload, headers=self.stream_headers)
         except aiohttp.ClientError as exc:
             raise self.unavailable(exc) from exc
         async with resp:

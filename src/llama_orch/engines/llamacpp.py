@@ -3,6 +3,12 @@
 Streaming uses ``POST /completion`` with ``"stream": true``; each network read is parsed for all
 complete ``data:`` events in it and yielded as one batch, so the relay can coalesce writes.
 Closing the stream closes the HTTP connection, which makes ``llama-server`` stop that slot.
+``llama-server`` closes the connection after every stream although it announces keep-alive, so
+streams ask for ``Connection: close`` (a pooled connection would fail the next request).
+
+A ``strict`` task is sent with the prompt cache off: llama.cpp's logits are not bit-identical
+between a prompt evaluated in one batch and one resumed from the cache (its own documentation of
+``cache_prompt``), so a cached prefix could change a later run's tokens.
 
 Error mapping (the one place engine failures become our taxonomy; the shared rows are implemented
 in :mod:`llama_orch.engines._http`):
@@ -35,6 +41,7 @@ class LlamaCppEngine(HTTPEngine):
 
     name = "llamacpp"
     end_marker = "a stop event"
+    stream_headers = {"Connection": "close"}
 
     def __init__(
         self,
@@ -68,7 +75,7 @@ class LlamaCppEngine(HTTPEngine):
             "temperature": request.temperature,
             "top_p": request.top_p,
             "top_k": request.top_k,
-            "cache_prompt": True,
+            "cache_prompt": request.determinism is not Determinism.strict,
         }
         if request.seed is not None:
             payload["seed"] = request.seed
