@@ -11,6 +11,8 @@ not applied. The mechanisms, best first:
   Root is exempt from ``RLIMIT_NPROC``, so as root without a cgroup there is no process limit.
 * **memory**: ``RLIMIT_AS`` (address space), always.
 * **time**: the timeout kills the whole process group.
+* **filesystem**: not isolated (reported as missing): the gate runs in its checkout with a fresh
+  ``HOME``/``TMPDIR``, but may touch whatever its user may.
 * **cleanup**: a pid namespace (``unshare --pid --fork --kill-child``): when the gate's first process
   dies, the kernel kills every process it left; plus the process group and the cgroup's members.
 
@@ -252,6 +254,8 @@ def _plan(argv: Sequence[str], limits: Limits, support: SandboxSupport) -> _Plan
     if cgroup is not None:
         cleanup.append("cgroup members")
     applied["cleanup"] = " + ".join(cleanup)
+    # Said plainly, since it is easy to assume otherwise: no mount namespace, no read-only binds.
+    missing["filesystem"] = "not isolated: the gate may read and write wherever its user can"
 
     config = {"cgroup": str(cgroup.procs_file) if cgroup else None, "lo": "--net" in flags, "rlimits": rlimits}
     launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(config), "--", *argv]
