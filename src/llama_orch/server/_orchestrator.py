@@ -31,6 +31,7 @@ from llama_orch.errors import AdmissionError, OrchError, QueueFullError
 from llama_orch.pools import Inventory, detect
 from llama_orch.server._pool import Pool
 from llama_orch.server._records import RecordWriter, record_content
+from llama_orch.server._registry import Registry
 from llama_orch.server._tasks import TaskRecord
 from llama_orch.server.config import OrchestratorConfig
 from llama_orch_api import (
@@ -127,6 +128,8 @@ class Orchestrator:
         """Set by the app when a model catalog is configured; consulted on every admission."""
         self.records: RecordWriter | None = None
         """Set by the app: where every finished task's record artifact goes."""
+        self.registry = Registry(self.pools, config.registry)
+        """Replicas registered by pool-managerd hosts (they join their pools' placement)."""
         self.inventory: Inventory | None = None
         """This host's GPUs (NVML, detected at start unless set before): placement prefers the
         replica with the most free VRAM, and ``/v1/replicasets`` shows the readings."""
@@ -358,6 +361,7 @@ class Orchestrator:
             self.tasks.pop(task_id, None)
             dropped += 1
         self.sessions.sweep(now)
+        self.registry.expire(now)
         self._cut_retired()
         return dropped
 

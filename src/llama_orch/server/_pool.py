@@ -104,7 +104,8 @@ class Pool:
         self.model_ref = config.model_ref
         self.generation = 0
         self.replicas = self.new_replicas(config.model_ref)
-        info = self.replicas[0].engine.describe()
+        # With no local replica (only registered remote ones serve it), describe an unstarted engine.
+        info = (self.replicas[0].engine if self.replicas else build_engine(config)).describe()
         self.engine_version = info.version
         self.ctx_max = config.ctx_max or info.ctx_max
         modes = frozenset(config.determinism) if config.determinism is not None else info.determinism
@@ -289,6 +290,24 @@ class Pool:
                 self._closers.add(asyncio.get_running_loop().create_task(replica.engine.aclose()))
         self._closers = {t for t in self._closers if not t.done()}
 
+    def add_replica(self, replica: Replica) -> None:
+        """Serve from ``replica`` too (started; e.g. registered by a pool-managerd host)."""
+        self.replicas.append(replica)
+        self.pump()
+
+    def remove_replica(self, replica: Replica) -> None:
+        """Stop placing tasks on ``replica``; tasks running there finish, then its engine closes."""
+        if replica not in self.replicas:
+            return
+        self.replicas.remove(replica)
+        replica.ready = False
+        self._retired_running.update(replica.running)
+        if replica.active:
+            self._retired_replicas.append(replica)
+        else:
+            self._closers.add(asyncio.get_running_loop().create_task(replica.engine.aclose()))
+        self._closers = {t for t in self._closers if not t.done()}
+
     # -- admission ------------------------------------------------------------------------------
 
     def predict_new(self, priority: Priority, now: float) -> float:
@@ -296,10 +315,14 @@ class Pool:
         est = self.estimator
         free_in: list[float] = []
         for replica in self.replicas:
+            if not replica.ready:
+                continue
             for rec in replica.running.values():
                 elapsed = (now - (rec.started_at or now)) * 1000
                 free_in.append(est.remaining_ms(rec.request.max_tokens, rec.tokens_out, elapsed))
             free_in.extend([0.0] * (replica.slots - len(replica.running)))
+        if not free_in:  # no replica can take work now: assume one comes back within a typical task
+            free_in = [est.service_ms(128)]
         ahead_count = self.queue.ahead_of_new(priority)
         if ahead_count == 0:
             return min(free_in)

@@ -20,7 +20,14 @@ from aiohttp import web
 from llama_orch.artifacts import ArtifactStore
 from llama_orch.catalog import Catalog
 from llama_orch.errors import OrchError
-from llama_orch.server import _artifact_routes, _catalog_routes, _control_routes, _data_routes, openapi
+from llama_orch.server import (
+    _artifact_routes,
+    _catalog_routes,
+    _control_routes,
+    _data_routes,
+    _registry_routes,
+    openapi,
+)
 from llama_orch.server._http import ARTIFACTS, CATALOG, CID, CONFIG, ORCH, Handler, Route, error_response
 from llama_orch.server._orchestrator import Orchestrator
 from llama_orch.server._records import RecordWriter
@@ -34,6 +41,7 @@ ROUTES: list[Route] = [
     *_control_routes.ROUTES,
     *_artifact_routes.ROUTES,
     *_catalog_routes.ROUTES,
+    *_registry_routes.ROUTES,
 ]
 """Every API operation the server serves."""
 

@@ -44,7 +44,13 @@ class PoolConfig(_Strict):
         description="Base URL of an engine already running (llama.cpp wire format). For 'mock' this "
         "serves the mock over HTTP instead of in-process.",
     )
-    replicas: int = Field(default=1, ge=1, le=64)
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="Replicas orchestratord runs itself; 0 when only replicas registered by pool-managerd hosts "
+        "serve the pool.",
+    )
     slots: int | None = Field(default=None, ge=1, le=4096, description="Slots per replica; engine default.")
     ctx_max: int | None = Field(default=None, ge=16, description="Context limit; engine default.")
     max_tokens: int = Field(default=2048, ge=1, description="Largest max_tokens a task may ask for.")
@@ -158,6 +164,24 @@ class ModelsConfig(_Strict):
         return Path.home() / ".cache" / "llama-orch" / "models"
 
 
+class RegistryConfig(_Strict):
+    """Replicas registered by pool-managerd hosts (``POST /v1/replicas/register``)."""
+
+    heartbeat_interval_s: float = Field(default=2.0, gt=0, description="How often hosts heartbeat each replica.")
+    heartbeat_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A replica not heard from for this long leaves placement (its tasks go elsewhere) until its "
+        "host heartbeats again.",
+    )
+
+    @model_validator(mode="after")
+    def _timeout_above_interval(self) -> RegistryConfig:
+        if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
+            raise ValueError("heartbeat_timeout_s must be longer than heartbeat_interval_s")
+        return self
+
+
 class OrchestratorConfig(_Strict):
     """Top-level configuration file."""
 
@@ -171,6 +195,7 @@ class OrchestratorConfig(_Strict):
     artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
     pools: list[PoolConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -62,6 +62,15 @@ from llama_orch_api._models import (
     TokenEvent,
     Workload,
 )
+from llama_orch_api._registry import (
+    GpuReading,
+    HeartbeatAck,
+    RegisteredReplica,
+    RegistrationAck,
+    RemoteReplica,
+    ReplicaHeartbeat,
+    ReplicaRegistration,
+)
 
 __all__ = [
     "API_VERSION",
@@ -89,6 +98,8 @@ __all__ = [
     "ErrorEnvelope",
     "ErrorEvent",
     "FeatureFlags",
+    "GpuReading",
+    "HeartbeatAck",
     "KvHint",
     "MetricsEvent",
     "ModelSignature",
@@ -100,7 +111,12 @@ __all__ = [
     "PoolOperation",
     "Priority",
     "RateLimits",
+    "RegisteredReplica",
+    "RegistrationAck",
     "ReloadRequest",
+    "RemoteReplica",
+    "ReplicaHeartbeat",
+    "ReplicaRegistration",
     "ReplicaSet",
     "ReplicaSetList",
     "ReplicaStatus",
