@@ -363,3 +363,4 @@ async def test_real_embedded_gemma_is_a_gguf(tmp_path: Path) -> None:
     with path.open("rb") as fh:
         assert fh.read(4) == b"GGUF"
     assert (tmp_path / "embedded" / f"{shipped.MODEL_NAME}.sha256").read_text().strip() == shipped.EXPECTED_SHA256
+    path.unlink()  # ~250 MB: not left behind in pytest's kept temporary folders
