@@ -30,7 +30,7 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 
 
 def test_status_and_capabilities_json(orchestratord: Orchestratord) -> None:
-    base = orchestratord(None)  # the embedded default
+    base = orchestratord(fast_config())  # a mock pool named like the embedded default (a real engine is not the point)
     status = run_cli("--base-url", base, "status", "--json")
     assert status.returncode == 0, status.stderr
     assert ReplicaSetList.model_validate_json(status.stdout).replicasets[0].pool == "default"
@@ -89,8 +89,10 @@ def test_ctrl_c_cancels_the_task_on_the_server(orchestratord: Orchestratord) -> 
 
 def test_serve_runs_orchestratord_in_the_foreground(tmp_path: Path) -> None:
     port = free_port()
+    config = tmp_path / "mock.yaml"  # the embedded default would load a real model; the CLI is the point here
+    config.write_text("pools:\n  - id: default\n    engine: mock\n")
     proc = subprocess.Popen(
-        [str(CLI), "serve", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+        [str(CLI), "serve", "--port", str(port), "--data-dir", str(tmp_path / "data"), "--config", str(config)],
         env=clean_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -11,7 +11,7 @@ import yaml
 
 from llama_orch.core import QueuePolicy
 from llama_orch.errors import ConfigError
-from llama_orch.server.config import OrchestratorConfig, config_json_schema, load_config
+from llama_orch.server.config import OrchestratorConfig, PoolConfig, config_json_schema, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = ROOT / "contracts" / "config.schema.json"
@@ -55,6 +55,27 @@ def test_example_config_validates_against_the_committed_schema() -> None:
 def test_no_path_gives_the_embedded_default() -> None:
     config = load_config(None)
     assert [p.id for p in config.pools] == ["default"]
+    (pool,) = config.pools
+    assert (pool.engine, pool.provision, pool.model_ref) == ("llamacpp", "source", "embedded:gemma3-270m")
+    assert pool.managed and pool.accelerator == "auto"
+
+
+@pytest.mark.parametrize(
+    ("pool", "provision", "model_ref", "managed"),
+    [
+        ({"engine": "llamacpp"}, "source", "embedded:gemma3-270m", True),
+        ({"engine": "llamacpp", "model_ref": "file:/m.gguf"}, "source", "file:/m.gguf", True),
+        ({"engine": "llamacpp", "provision": "binary", "engine_binary": "/opt/llama-server"}, "binary",
+         "embedded:gemma3-270m", True),
+        ({"engine": "llamacpp", "endpoint": "http://127.0.0.1:9"}, "external", "mock:tiny", False),
+        ({"engine": "mock"}, None, "mock:tiny", False),
+    ],
+)  # fmt: skip
+def test_llamacpp_provisioning_defaults(
+    pool: dict[str, str], provision: str | None, model_ref: str, managed: bool
+) -> None:
+    config = PoolConfig(id="p", **pool)  # type: ignore[arg-type]
+    assert (config.provision, config.model_ref, config.managed) == (provision, model_ref, managed)
 
 
 GOOD_POOL = "pools:\n  - id: a\n"
@@ -71,7 +92,19 @@ BAD_CONFIGS: dict[str, tuple[str, list[str]]] = {
     "empty file": ("", ["pools", "Field required"]),
     "not YAML": ("pools: [\n  - id: a\n", ["is not valid YAML"]),
     "YAML but not a mapping": ("- id: a\n", ["is invalid"]),
-    "llamacpp without endpoint": ("pools:\n  - id: a\n    engine: llamacpp\n", ["'a'", "endpoint"]),
+    "external llamacpp without endpoint": (
+        "pools:\n  - id: a\n    engine: llamacpp\n    provision: external\n",
+        ["'a'", "provision 'external' needs an endpoint"],
+    ),
+    "binary llamacpp without a binary": (
+        "pools:\n  - id: a\n    engine: llamacpp\n    provision: binary\n",
+        ["'a'", "needs engine_binary"],
+    ),
+    "managed llamacpp with an endpoint": (
+        "pools:\n  - id: a\n    engine: llamacpp\n    provision: source\n    endpoint: http://127.0.0.1:1\n",
+        ["'a'", "an endpoint is for provision 'external'"],
+    ),
+    "bad accelerator": ("pools:\n  - id: a\n    accelerator: tpu\n", ["pools.0.accelerator", "'cuda'"]),
 }
 
 

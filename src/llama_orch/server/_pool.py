@@ -8,6 +8,7 @@ pool (cancelled on shutdown or by a client's cancel); nothing is fire-and-forget
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -32,6 +33,9 @@ from llama_orch.core import (
 from llama_orch.engines import Engine, EngineRequest, LlamaCppEngine, MockEngine
 from llama_orch.errors import ConfigError, EngineError, ModelUnavailable, OrchError
 from llama_orch.pools import GpuDevice, resolve_model
+from llama_orch.pools._managed import EngineStartError, ManagedLlamaCpp
+from llama_orch.pools._provision import PreflightError
+from llama_orch.pools._supervisor import ReplicaState
 from llama_orch.server._tasks import TaskRecord, TaskState
 from llama_orch.server.config import ModelsConfig, PoolConfig
 from llama_orch_api import Determinism, ErrorCode, Priority, StartedEvent
@@ -69,8 +73,16 @@ class Replica:
         )
 
 
-def build_engine(config: PoolConfig) -> Engine:
-    """One engine replica from its pool's configuration."""
+def build_engine(
+    config: PoolConfig,
+    *,
+    replica_id: str = "",
+    model_ref: str | None = None,
+    on_change: Callable[[], None] | None = None,
+) -> Engine:
+    """One engine replica from its pool's configuration (unstarted)."""
+    if config.managed:
+        return ManagedLlamaCpp(config, replica_id, model_ref=model_ref or config.model_ref, on_change=on_change)
     if config.endpoint is not None:
         determinism = frozenset({Determinism.best_effort})
         if config.engine == "mock":
@@ -139,6 +151,8 @@ class Pool:
         self._retired_running: dict[str, TaskRecord] = {}
         self._retired_replicas: list[Replica] = []
         self._closers: set[asyncio.Task[None]] = set()
+        self._exclusive: set[str] = set()
+        """Replicas running a strict task alone (see :meth:`_view`)."""
 
     @property
     def pool_id(self) -> str:
@@ -212,9 +226,14 @@ class Pool:
         suffix = f"g{self.generation}" if self.generation else ""
         replicas = []
         for i in range(self.config.replicas):
-            engine = build_engine(self.config)
+            replica_id = f"{self.config.id}/r{i}{suffix}"
+            engine = build_engine(
+                self.config, replica_id=replica_id, model_ref=model_ref, on_change=self._replicas_changed
+            )
             slots = self.config.slots or engine.describe().slots
-            replicas.append(Replica(f"{self.config.id}/r{i}{suffix}", engine, slots, model_ref))
+            # A managed replica takes tasks only once its process is Ready.
+            ready = not isinstance(engine, ManagedLlamaCpp)
+            replicas.append(Replica(replica_id, engine, slots, model_ref, ready=ready))
         return replicas
 
     @property
@@ -232,8 +251,81 @@ class Pool:
         return sum(r.active for r in self.replicas)
 
     async def start(self) -> None:
-        for replica in self.replicas:
-            await replica.engine.start()
+        """Start the replicas; managed ones are awaited until Ready (health and a probe decode).
+        A pool none of whose replicas gets Ready is ``unready``, with the reason in ``last_error``."""
+        if self.state == "unready":  # its model could not be provisioned
+            return
+        errors = await self.start_replicas(self.replicas, self.model_path)
+        if errors and not any(r.ready for r in self.replicas):
+            self._become_unready(errors[0])
+        elif errors:
+            self.last_error = errors[0]
+
+    async def start_replicas(self, replicas: list[Replica], model_path: Path | None) -> list[str]:
+        """Start ``replicas`` (at once); why each one that did not get Ready failed."""
+        for replica in replicas:
+            if isinstance(replica.engine, ManagedLlamaCpp):
+                replica.engine.model_path = model_path
+        results = await asyncio.gather(*(r.engine.start() for r in replicas), return_exceptions=True)
+        errors: list[str] = []
+        for replica, result in zip(replicas, results, strict=True):
+            if isinstance(result, (EngineStartError, PreflightError)):
+                errors.append(str(result))
+            elif isinstance(result, BaseException):
+                raise result
+            if isinstance(replica.engine, ManagedLlamaCpp):
+                replica.ready = replica.engine.ready
+                replica.slots = replica.engine.describe().slots
+        if replicas and replicas[0] in self.replicas and any(r.ready for r in replicas):
+            self.describe_engine(replicas[0].engine)
+        return errors
+
+    def describe_engine(self, engine: Engine) -> None:
+        """What a started engine said about itself (version, context) becomes the pool's."""
+        info = engine.describe()
+        self.engine_version = info.version
+        self.ctx_max = self.config.ctx_max or info.ctx_max
+        modes = frozenset(self.config.determinism) if self.config.determinism is not None else info.determinism
+        self.determinism = modes | {Determinism.best_effort}
+        self.limits = self._compute_limits()
+
+    def _become_unready(self, reason: str) -> None:
+        self.state = "unready"
+        self.last_error = reason
+        self.unready_error = OrchError(
+            ErrorCode.POOL_UNREADY,
+            f"pool {self.pool_id!r} is not ready: {reason}",
+            details={"pool": self.pool_id, "model_ref": self.model_ref},
+        )
+        log.error("pool %s is unready: %s", self.pool_id, reason, extra={"pool": self.pool_id, "narration": reason})
+        # Nothing will serve the queue now: tell its tasks rather than leave them waiting.
+        self.abort_all(
+            OrchError(
+                ErrorCode.POOL_UNAVAILABLE,
+                f"pool {self.pool_id!r} has no replica left that can serve: {reason}",
+                retriable=True,
+                retry_after_ms=5000,
+            )
+        )
+
+    def _replicas_changed(self) -> None:
+        """A managed replica's process changed state (Ready, crashed, restarting, failed)."""
+        if self._closing:
+            return
+        managed = [r for r in self.replicas if isinstance(r.engine, ManagedLlamaCpp)]
+        for replica in managed:
+            assert isinstance(replica.engine, ManagedLlamaCpp)
+            replica.ready = replica.engine.ready
+            if replica.engine.last_error and not replica.ready:
+                self.last_error = replica.engine.last_error
+        gone = (ReplicaState.failed, ReplicaState.stopped)
+        if (
+            managed
+            and self.state == "ready"
+            and all(isinstance(r.engine, ManagedLlamaCpp) and r.engine.state in gone for r in managed)
+        ):
+            self._become_unready(self.last_error or "every replica failed")
+        self.pump()
 
     async def aclose(self) -> None:
         """End every queued and running task with a retriable error, then close the engines."""
@@ -381,16 +473,26 @@ class Pool:
 
     # -- dispatch -------------------------------------------------------------------------------
 
+    def _view(self, replica: Replica, strict: bool) -> ReplicaView:
+        """Placement's view of ``replica`` for a task. On a managed llama.cpp replica a strict task
+        runs alone (llama.cpp's numerics depend on what else is in the batch), so it needs an idle
+        replica, and no other task joins it while it runs."""
+        view = replica.view(self.pool_id)
+        isolated = replica.replica_id in self._exclusive or (
+            strict and replica.active > 0 and isinstance(replica.engine, ManagedLlamaCpp)
+        )
+        return dataclasses.replace(view, ready=False) if isolated and view.ready else view
+
     def _pick_replica(self, record: TaskRecord) -> Replica | None:
-        if not any(r.ready and r.active < r.slots for r in self.replicas):
+        strict = record.request.determinism is Determinism.strict
+        views = [self._view(r, strict) for r in self.replicas]
+        if not any(v.ready and v.active < v.slots for v in views):
             return None
         session_replica = None
         if record.request.session_id is not None:
             session = self._session_of(record.request.session_id)
             session_replica = session.replica if session is not None else None
-        placement = place(
-            [r.view(self.pool_id) for r in self.replicas], PlacementRequest(session_replica=session_replica)
-        )
+        placement = place(views, PlacementRequest(session_replica=session_replica))
         if placement is None:
             return None
         if placement.failed_over:
@@ -438,6 +540,8 @@ class Pool:
                 continue
             replica.active += 1
             replica.running[record.task_id] = record
+            if record.request.determinism is Determinism.strict and isinstance(replica.engine, ManagedLlamaCpp):
+                self._exclusive.add(replica.replica_id)
             record.state = TaskState.running
             record.started_at = now
             record.replica_id = replica.replica_id
@@ -527,7 +631,8 @@ class Pool:
             )
         except EngineError as exc:
             exc.engine = exc.engine or self.config.engine
-            self.last_error = f"{exc.code.value}: {exc.message}"
+            if replica.ready:  # else its supervisor has set a better reason (the process died)
+                self.last_error = f"{exc.code.value}: {exc.message}"
             record.finish_error(exc.envelope())
             log.warning(
                 "task %s failed on replica %s: %s",
@@ -548,6 +653,8 @@ class Pool:
             await stream.aclose()
             replica.active -= 1
             replica.running.pop(record.task_id, None)
+            if req.determinism is Determinism.strict:
+                self._exclusive.discard(replica.replica_id)
             self._retired_running.pop(record.task_id, None)
             self._runners.pop(record.task_id, None)
             if budget is not None:
