@@ -2,6 +2,7 @@
 
 orchestratord                       # embedded default on 127.0.0.1:8080
 orchestratord --config pools.yaml   # or LLORCH_CONFIG=pools.yaml
+orchestratord --demo "Say hi"       # stream one completion to stdout once ready, then keep serving
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import asyncio
 import gc
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
 from aiohttp import web
 
 from llama_orch.errors import ConfigError
+from llama_orch.server._demo import stream_demo
 from llama_orch.server.app import create_app
 from llama_orch.server.config import config_json_schema, load_config
 
@@ -35,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=os.environ.get("LLORCH_LOG_LEVEL", "INFO"))
     parser.add_argument(
         "--print-config-schema", action="store_true", help="print the config file's JSON Schema and exit"
+    )
+    parser.add_argument(
+        "--demo",
+        metavar="PROMPT",
+        default=None,
+        help="once serving, stream one completion of PROMPT to stdout through the API, then keep serving",
     )
     return parser
 
@@ -76,11 +85,28 @@ def main(argv: list[str] | None = None) -> None:
     source = args.config or "embedded default"
     pools = ", ".join(f"{p.id} (engine {p.engine}, model {p.model_ref})" for p in config.pools)
 
+    port = server.port
+    if args.demo and port == 0:  # the demo needs to know where to connect
+        with socket.socket() as probe:
+            probe.bind((server.host, 0))
+            port = probe.getsockname()[1]
+    demos: list[asyncio.Task[bool]] = []
+
     def announce(runner_print: str) -> None:
         print(f"orchestratord: config {source}; pools: {pools}", flush=True)
         print(runner_print, flush=True)
+        if args.demo:
+            host = "127.0.0.1" if server.host in ("0.0.0.0", "") else server.host
+            demo = stream_demo(f"http://{host}:{port}", args.demo)
+            demos.append(asyncio.get_running_loop().create_task(demo, name="demo"))
 
-    web.run_app(app, host=server.host, port=server.port, access_log=None, print=announce)
+    async def stop_demo(app: web.Application) -> None:
+        for task in demos:
+            task.cancel()
+        await asyncio.gather(*demos, return_exceptions=True)
+
+    app.on_shutdown.append(stop_demo)
+    web.run_app(app, host=server.host, port=port, access_log=None, print=announce)
 
 
 if __name__ == "__main__":
