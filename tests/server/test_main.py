@@ -149,3 +149,36 @@ def test_print_config_schema() -> None:
     proc = subprocess.run([str(BIN), "--print-config-schema"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0
     assert proc.stdout == config_json_schema()
+
+
+@pytest.mark.subprocess
+def test_demo_streams_one_completion_then_keeps_serving(tmp_path: Path) -> None:
+    cfg = tmp_path / "mock.yaml"
+    cfg.write_text("pools:\n  - id: default\n    engine: mock\n    mock:\n      tokens_per_s: 500\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN), "--config", str(cfg), "--port", str(port), "--data-dir", str(tmp_path / "data"), "--demo", "hi"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        for line in proc.stdout:  # bounded: the process is killed below if this never ends
+            lines.append(line)
+            if "demo done" in line or "demo failed" in line or len(lines) > 200:
+                break
+        output = "".join(lines)
+        assert "orchestratord: demo on pool 'default' > hi" in output, output
+        assert "demo done: 64 tokens" in output, output
+        _wait_ready(proc, port)  # still serving after the demo
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
