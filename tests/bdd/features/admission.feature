@@ -1,23 +1,26 @@
-Feature: Task admission (OC-CLI-2001, 2005, 2701)
+Feature: Admission
+  A task is checked before anything is queued: a valid one is admitted with its place in the
+  queue and the URL of its stream; anything else is refused with a typed error (OC-CLI-2001, 2005,
+  2701, 2801).
 
-  Scenario: A valid task is admitted with a queue position and a predicted start
-    Given orchestratord is running
+  Scenario: A valid task is admitted
     When I submit a task with prompt "hello" and max_tokens 4
-    Then the answer status is 202
-    And the answer names a queue position and a predicted start
-    And the answer echoes the correlation id
+    Then the task is admitted with a queue position, a predicted start and a stream url
+    And the answer echoes my correlation id
 
-  Scenario: An unknown field is refused with a typed error
-    Given orchestratord is running
-    When I submit the task body
-      """
-      {"prompt": "hello", "surprise": true}
-      """
-    Then the answer status is 400
-    And the error code is "INVALID_PARAMS"
+  Scenario: A task pinned to an unknown pool is refused
+    When I submit a task with prompt "hello" pinned to pool "no-such-pool"
+    Then the request is refused with code "UNKNOWN_POOL" and status 400
 
-  Scenario: max_tokens beyond the pool's limit is refused before it is queued
-    Given orchestratord is running
-    When I submit a task with prompt "hello" and max_tokens 100000
-    Then the answer status is 400
-    And the error code is "MAX_TOKENS_EXCEEDED"
+  Scenario: More tokens than the pool allows are refused
+    When I submit a task asking for one token more than pool "default" allows
+    Then the request is refused with code "MAX_TOKENS_EXCEEDED" and status 400
+
+  Scenario: An unknown sampler profile is refused
+    When I submit a task with prompt "hello" and sampler profile "llorch/sampler@9"
+    Then the request is refused with code "INVALID_PARAMS" and status 400
+
+  Scenario: A task id is used once
+    Given a task "dup" was admitted
+    When I submit a task "dup" again
+    Then the request is refused with code "TASK_EXISTS" and status 409
