@@ -8,13 +8,16 @@ examples per operation, derandomized, so CI is reproducible.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import schemathesis
+from aiohttp import web
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -22,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from llama_orch.bdd._server import EmbeddedOrchestratord
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "tests" / "contract" / "schemathesis.yaml"
@@ -43,7 +47,7 @@ def _schema(name: str) -> schemathesis.BaseSchema:
 data = _schema("data.yaml")
 control = _schema("control.yaml")
 _SETTINGS = settings(
-    max_examples=15,
+    max_examples=25,
     derandomize=True,
     deadline=None,
     suppress_health_check=list(HealthCheck),
@@ -61,3 +65,32 @@ def test_data_plane_contract(case: schemathesis.Case, base_url: str) -> None:
 @_SETTINGS
 def test_control_plane_contract(case: schemathesis.Case, base_url: str) -> None:
     case.call_and_validate(base_url=base_url, checks=CHECKS, timeout=30)
+
+
+# -- the checks can fail ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def drifted_server() -> AsyncIterator[str]:
+    """A server whose capabilities drifted from control.yaml: api_version a number, pools missing."""
+
+    async def capabilities(request: web.Request) -> web.Response:
+        return web.json_response({"api_version": 1}, headers={"X-Correlation-Id": "x"})
+
+    app = web.Application()
+    app.router.add_get("/v1/capabilities", capabilities)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_the_checks_catch_a_drifted_response(drifted_server: str) -> None:
+    case = control["/v1/capabilities"]["GET"].Case()
+    with pytest.raises(FailureGroup) as caught:
+        await asyncio.to_thread(case.call_and_validate, base_url=drifted_server, checks=CHECKS, timeout=30)
+    failures = [str(f) for f in caught.value.exceptions]
+    assert len(failures) == 2 and all("Response violates schema" in f for f in failures), failures
+    assert any('1 is not of type "string"' in f for f in failures), failures
