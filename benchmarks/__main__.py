@@ -22,10 +22,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks import admission, artifacts, prediction, relay
+from benchmarks import admission, artifacts, prediction, real_engine, relay
 from benchmarks._common import ROOT, pick_cpus
 
-SECTIONS = ("admission", "relay", "prediction", "artifacts")
+SECTIONS = ("admission", "relay", "prediction", "artifacts", "real_engine")
 
 
 def _git_rev() -> str:
@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         adm = admission.AdmissionParams(warmup_s=1.0, duration_s=2.0, client=args.loadgen)
     rel = relay.RelayParams(tokens=1000, rates=(1000.0,)) if quick else relay.RelayParams()
     pred = prediction.PredictionParams(tasks=80) if quick else prediction.PredictionParams()
+    real = real_engine.RealEngineParams(rounds=1, concurrency=(1,)) if quick else real_engine.RealEngineParams()
 
     started = time.monotonic()
     result: dict[str, Any] = {
@@ -212,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             ("relay", partial(relay.run, rel, cpus, tmp), report_relay),
             ("prediction", partial(prediction.run, pred, cpus, tmp), report_prediction),
             ("artifacts", partial(artifacts.run_section, quick, cpus), artifacts.report),
+            ("real_engine", partial(real_engine.run, real, cpus, tmp), real_engine.report),
         ]
         for name, fn, report in sections:
             if name not in only:
