@@ -38,8 +38,10 @@ SAMPLER_PROFILES: dict[str, SamplerProfileSpec] = {
         ),
         SamplerProfileSpec(
             "llorch/balanced@1", 0.7, 0.9, 40, False,
-            "Moderate sampling for drafting plans and prose; reproducible only with a seed on engines "
-            "whose sampling is seeded (llama.cpp is; batching can still vary on some engines).",
+            "Moderate sampling for drafting plans and prose; reproducible only with a seed, and byte for "
+            "byte only with determinism 'strict' on a pool that offers it (the mock; managed llama.cpp, "
+            "where a strict task runs alone with the prompt cache off): batching and prompt caching "
+            "change llama.cpp's numerics for best-effort tasks.",
         ),
         SamplerProfileSpec(
             "llorch/creative@1", 1.0, 0.95, 0, False,
