@@ -1,4 +1,15 @@
-"""The asyncio client, :class:`AsyncClient`, and its task handle, :class:`AsyncTask`."""
+"""The asyncio client, :class:`AsyncClient`, and its task handle, :class:`AsyncTask`.
+
+This is the only hand-written twin: ``_sync.py`` (:class:`Client`, :class:`Task`) is generated
+from it by ``scripts/unasync`` and checked by ``tests/client/test_sync_generated.py``. Why
+generation rather than sans-IO flows driven by two thin drivers: what does not wait already lives
+in ``_base.py`` (operations, headers, errors, decoding, version check), so what is left here is
+control flow around waits (the permit/retry loop of :meth:`AsyncClient.submit`, the reconnecting
+stream of ``_events``). Written as plain loops it reads top to bottom; lifted into sans-IO state
+machines it would read as a protocol of yielded commands, in both drivers. The twins differ only
+by keywords, names and the asyncio primitives, which a mechanical rewrite gets right every time,
+and the generated file is ordinary code that tracebacks and debuggers show as it runs.
+"""
 
 # ``timeout`` is each request's HTTP timeout, passed to httpx as in its own API (and the twin's),
 # not a deadline for the coroutine that asyncio.timeout would express.

@@ -1,10 +1,14 @@
-"""The blocking client, :class:`Client`, and its task handle, :class:`Task`."""
+"""The blocking client, :class:`Client`, and its task handle, :class:`Task`.
+
+GENERATED from ``_async.py`` by ``scripts/unasync``; do not edit. Change ``_async.py`` and run
+the script: ``tests/client/test_sync_generated.py`` fails while this file is stale.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -125,7 +129,7 @@ class Client(_BaseClient):
         self._record(response)
         if response.is_success:
             return response
-        raise self._error(response, response.content)
+        raise self._error(response, response.read())
 
     def _call(self, call: Call[T], correlation_id: Cid, timeout: Timeout, *, check: bool = True) -> T:
         if check:
@@ -147,7 +151,8 @@ class Client(_BaseClient):
             return
         with self._version_lock:
             if not self._version_known():
-                self._observe_capabilities(self._call(self._op_capabilities(), DEFAULT, DEFAULT, check=False))
+                caps = self._call(self._op_capabilities(), DEFAULT, DEFAULT, check=False)
+                self._observe_capabilities(caps)
 
     def _set_ceiling(self, ceiling: int) -> None:
         if self._gate is not None:
@@ -210,7 +215,9 @@ class Client(_BaseClient):
         """``POST /v1/tasks`` alone: the admission, with no handle and outside the concurrency limit."""
         return self._call(self._op_create_task(self._task_request(request, fields)), correlation_id, timeout)
 
-    def run(self, request: TaskRequest | None = None, /, *, correlation_id: Cid = DEFAULT, **fields: Any) -> TaskResult:
+    def run(
+        self, request: TaskRequest | None = None, /, *, correlation_id: Cid = DEFAULT, **fields: Any
+    ) -> TaskResult:
         """Submit a task and stream it to its end: its text and ``end`` event."""
         with self.submit(request, correlation_id=correlation_id, **fields) as task:
             return task.result()
@@ -222,17 +229,23 @@ class Client(_BaseClient):
         last_event_id: int | None = None,
         raise_on_error: bool = True,
         correlation_id: Cid = DEFAULT,
-    ) -> Iterator[TaskEvent]:
+    ) -> Generator[TaskEvent, None, None]:
         """A task's events (``GET /v1/tasks/{id}/stream``), resumed with ``Last-Event-ID`` when the
         connection drops, until its terminal event. An ``error`` event raises its typed error
         unless ``raise_on_error`` is false, in which case it is yielded as the last event."""
         cid = self._cid(correlation_id)
-        for event in self._events(task_id, last_event_id, cid):
-            if event.event == "error" and raise_on_error:
-                raise stream_error(event, task_id, cid)
-            yield event
+        events = self._events(task_id, last_event_id, cid)
+        try:
+            for event in events:
+                if event.event == "error" and raise_on_error:
+                    raise stream_error(event, task_id, cid)
+                yield event
+        finally:
+            events.close()
 
-    def _events(self, task_id: str, last_event_id: int | None, cid: str | None) -> Iterator[TaskEvent]:
+    def _events(
+        self, task_id: str, last_event_id: int | None, cid: str | None
+    ) -> Generator[TaskEvent, None, None]:
         self._ensure_compatible()
         failures = 0
         while True:
@@ -282,10 +295,14 @@ class Client(_BaseClient):
 
     # -- sessions -----------------------------------------------------------------------------------
 
-    def get_session(self, session_id: str, *, correlation_id: Cid = DEFAULT, timeout: Timeout = DEFAULT) -> SessionInfo:
+    def get_session(
+        self, session_id: str, *, correlation_id: Cid = DEFAULT, timeout: Timeout = DEFAULT
+    ) -> SessionInfo:
         return self._call(self._op_get_session(session_id), correlation_id, timeout)
 
-    def delete_session(self, session_id: str, *, correlation_id: Cid = DEFAULT, timeout: Timeout = DEFAULT) -> None:
+    def delete_session(
+        self, session_id: str, *, correlation_id: Cid = DEFAULT, timeout: Timeout = DEFAULT
+    ) -> None:
         self._call(self._op_delete_session(session_id), correlation_id, timeout)
 
     # -- discovery and pools ------------------------------------------------------------------------
@@ -299,7 +316,9 @@ class Client(_BaseClient):
     def replicasets(self, *, correlation_id: Cid = DEFAULT, timeout: Timeout = DEFAULT) -> ReplicaSetList:
         return self._call(self._op_replicasets(), correlation_id, timeout)
 
-    def pool_health(self, pool_id: str, *, correlation_id: Cid = DEFAULT, timeout: Timeout = DEFAULT) -> PoolHealth:
+    def pool_health(
+        self, pool_id: str, *, correlation_id: Cid = DEFAULT, timeout: Timeout = DEFAULT
+    ) -> PoolHealth:
         return self._call(self._op_pool_health(pool_id), correlation_id, timeout)
 
     def drain_pool(
@@ -332,13 +351,17 @@ class Client(_BaseClient):
     ) -> CatalogModelList:
         return self._call(self._op_list_models(state), correlation_id, timeout)
 
-    def get_model(self, model_id: str, *, correlation_id: Cid = DEFAULT, timeout: Timeout = DEFAULT) -> CatalogModel:
+    def get_model(
+        self, model_id: str, *, correlation_id: Cid = DEFAULT, timeout: Timeout = DEFAULT
+    ) -> CatalogModel:
         return self._call(self._op_get_model(model_id), correlation_id, timeout)
 
     def delete_model(self, model_id: str, *, correlation_id: Cid = DEFAULT, timeout: Timeout = DEFAULT) -> None:
         self._call(self._op_delete_model(model_id), correlation_id, timeout)
 
-    def verify_model(self, model_id: str, *, correlation_id: Cid = DEFAULT, timeout: Timeout = DEFAULT) -> VerifyResult:
+    def verify_model(
+        self, model_id: str, *, correlation_id: Cid = DEFAULT, timeout: Timeout = DEFAULT
+    ) -> VerifyResult:
         return self._call(self._op_verify_model(model_id), correlation_id, timeout)
 
     def set_model_state(
@@ -371,7 +394,9 @@ class Client(_BaseClient):
         spec = artifact_create(artifact, kind, content, fields)
         return self._call(self._op_put_artifact(spec), correlation_id, timeout)
 
-    def get_artifact(self, artifact_id: str, *, correlation_id: Cid = DEFAULT, timeout: Timeout = DEFAULT) -> Artifact:
+    def get_artifact(
+        self, artifact_id: str, *, correlation_id: Cid = DEFAULT, timeout: Timeout = DEFAULT
+    ) -> Artifact:
         return self._call(self._op_get_artifact(artifact_id), correlation_id, timeout)
 
     def list_artifacts(
@@ -404,7 +429,9 @@ class Task(TaskState):
     closed (``with`` does it). Closing does not cancel the task; :meth:`cancel` does.
     """
 
-    def __init__(self, client: Client, admission: AdmissionResponse, permit: Permit | None, cid: str | None) -> None:
+    def __init__(
+        self, client: Client, admission: AdmissionResponse, permit: Permit | None, cid: str | None
+    ) -> None:
         super().__init__(admission, cid)
         self._client = client
         self._permit = permit
@@ -422,12 +449,13 @@ class Task(TaskState):
         if self._permit is not None and self._client._gate is not None:
             self._client._gate.release(self._permit)
 
-    def stream(self, *, raise_on_error: bool = True) -> Iterator[TaskEvent]:
+    def stream(self, *, raise_on_error: bool = True) -> Generator[TaskEvent, None, None]:
         """The task's events from where this handle left off, to the terminal one."""
         if self.outcome is not None:
             return
+        events = self._client._events(self.task_id, self.last_event_id, self.correlation_id)
         try:
-            for event in self._client._events(self.task_id, self.last_event_id, self.correlation_id):
+            for event in events:
                 self._observe(event)
                 if event.terminal:
                     self._finish(event)
@@ -435,6 +463,7 @@ class Task(TaskState):
                         raise stream_error(event, self.task_id, self.correlation_id)
                 yield event
         finally:
+            events.close()
             if self.outcome is not None:
                 self.close()
 
@@ -447,8 +476,12 @@ class Task(TaskState):
 
     def result(self) -> TaskResult:
         """Stream to the end; the text and ``end`` event, or the task's error raised."""
-        for _ in self.stream():
-            pass
+        stream = self.stream()
+        try:
+            for _ in stream:
+                pass
+        finally:
+            stream.close()
         return self._result()
 
     def text(self) -> str:
