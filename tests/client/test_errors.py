@@ -24,6 +24,7 @@ from llama_orch_api import ERROR_STATUS, ErrorCode
 
 GROUP_OF_STATUS = {
     400: InvalidRequestError,
+    401: RefusedError,
     402: RefusedError,
     403: RefusedError,
     404: NotFoundError,

@@ -16,7 +16,10 @@
     │   │   ├── MethodNotAllowedError       METHOD_NOT_ALLOWED
     │   │   └── PayloadTooLargeError        PAYLOAD_TOO_LARGE
     │   ├── NotFoundError                   NOT_FOUND (404)
-    │   ├── RefusedError                policy says no (402, 403, 410)
+    │   ├── RefusedError                policy says no (401, 402, 403, 410)
+    │   │   ├── UnauthenticatedError        UNAUTHENTICATED (401: no or bad credentials)
+    │   │   ├── ForbiddenError              FORBIDDEN (the identity lacks the route's scope)
+    │   │   ├── PolicyDeniedError           POLICY_DENIED (a policy rule refused it)
     │   │   ├── BudgetExceededError         BUDGET_EXCEEDED
     │   │   ├── UntrustedArtifactError      UNTRUSTED_ARTIFACT
     │   │   └── ModelDeprecatedError        MODEL_DEPRECATED
@@ -26,7 +29,8 @@
     │   │   └── TaskCancelledError          CANCELLED
     │   ├── BackpressureError           too busy now: retry later (429)
     │   │   ├── AdmissionRejectError        ADMISSION_REJECT
-    │   │   └── QueueFullDropLruError       QUEUE_FULL_DROP_LRU
+    │   │   ├── QueueFullDropLruError       QUEUE_FULL_DROP_LRU
+    │   │   └── RateLimitedError            RATE_LIMITED (the identity's requests/tokens per minute)
     │   ├── UnavailableError            the pool cannot take it now (503)
     │   │   ├── DeadlineUnmetError          DEADLINE_UNMET
     │   │   ├── PoolUnreadyError            POOL_UNREADY
@@ -35,6 +39,7 @@
     │   └── ServerError                 the backend failed
     │       ├── InternalServerError         INTERNAL (500)
     │       ├── ReloadFailedError           RELOAD_FAILED (422)
+    │       ├── FetchFailedError            FETCH_FAILED (502: the fetch tool's upstream failed)
     │       └── EngineFailureError      an engine failed while serving
     │           ├── EngineError             ENGINE_ERROR (502)
     │           ├── WorkerResetError        WORKER_RESET
@@ -171,7 +176,25 @@ class NotFoundError(APIError):
 
 
 class RefusedError(APIError):
-    """A policy refuses it: budget, trust, retirement (402, 403, 410)."""
+    """A policy refuses it: credentials, scope, policy, budget, trust, retirement (401, 402, 403, 410)."""
+
+
+class UnauthenticatedError(RefusedError):
+    """No credentials, or credentials that do not verify (401); pass ``token=`` or set ``LLORCH_TOKEN``."""
+
+    code_value = ErrorCode.UNAUTHENTICATED
+
+
+class ForbiddenError(RefusedError):
+    """The identity is known but lacks the scope the route needs (403)."""
+
+    code_value = ErrorCode.FORBIDDEN
+
+
+class PolicyDeniedError(RefusedError):
+    """A policy rule refused an outbound request or a write; ``policy_label`` names the rule (403)."""
+
+    code_value = ErrorCode.POLICY_DENIED
 
 
 class BudgetExceededError(RefusedError):
@@ -218,6 +241,12 @@ class QueueFullDropLruError(BackpressureError):
     code_value = ErrorCode.QUEUE_FULL_DROP_LRU
 
 
+class RateLimitedError(BackpressureError):
+    """The identity's requests or tokens per minute are spent; retry after ``retry_after_ms``."""
+
+    code_value = ErrorCode.RATE_LIMITED
+
+
 class UnavailableError(APIError):
     """The pool cannot take the task now (503)."""
 
@@ -250,6 +279,12 @@ class ReloadFailedError(ServerError):
     """A pool reload failed and was rolled back; the pool still serves its old model."""
 
     code_value = ErrorCode.RELOAD_FAILED
+
+
+class FetchFailedError(ServerError):
+    """The fetch tool's upstream failed: connect, timeout, body too large, too many redirects (502)."""
+
+    code_value = ErrorCode.FETCH_FAILED
 
 
 class EngineFailureError(ServerError):
@@ -331,6 +366,7 @@ ERROR_CLASSES: Mapping[ErrorCode, type[APIError]] = _by_code()
 
 _STATUS_GROUPS: Mapping[int, type[APIError]] = {
     400: InvalidRequestError,
+    401: RefusedError,
     402: RefusedError,
     403: RefusedError,
     404: NotFoundError,
@@ -369,6 +405,8 @@ __all__ = [
     "DeterminismUnsupportedError",
     "EngineError",
     "EngineFailureError",
+    "FetchFailedError",
+    "ForbiddenError",
     "IncompatibleServerError",
     "InternalServerError",
     "InvalidParamsError",
@@ -379,11 +417,13 @@ __all__ = [
     "ModelDeprecatedError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "PolicyDeniedError",
     "PoolDrainingError",
     "PoolUnavailableError",
     "PoolUnreadyError",
     "ProtocolError",
     "QueueFullDropLruError",
+    "RateLimitedError",
     "RefusedError",
     "ReloadFailedError",
     "RequestTimeoutError",
@@ -394,6 +434,7 @@ __all__ = [
     "TaskCancelledError",
     "TaskExistsError",
     "TransportError",
+    "UnauthenticatedError",
     "UnavailableError",
     "UnknownEngineError",
     "UnknownModelError",

@@ -83,6 +83,11 @@ class ErrorCode(StrEnum):
     BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
     POOL_DRAINING = "POOL_DRAINING"
     RELOAD_FAILED = "RELOAD_FAILED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    RATE_LIMITED = "RATE_LIMITED"
+    POLICY_DENIED = "POLICY_DENIED"
+    FETCH_FAILED = "FETCH_FAILED"
 
 
 ERROR_STATUS: dict[ErrorCode, int] = {
@@ -114,6 +119,11 @@ ERROR_STATUS: dict[ErrorCode, int] = {
     ErrorCode.BUDGET_EXCEEDED: 402,
     ErrorCode.POOL_DRAINING: 503,
     ErrorCode.RELOAD_FAILED: 422,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.POLICY_DENIED: 403,
+    ErrorCode.FETCH_FAILED: 502,
 }
 """HTTP status answered for each code when it is returned as a response (not as an SSE event)."""
 
