@@ -1,0 +1,194 @@
+"""One redactor for everything that is written: logs, narration, artifacts, task records, errors.
+
+Three layers, applied in this order to any text:
+
+1. **literals** — exact secrets known to this process (a canary, a configured upstream key):
+   replaced wherever they appear, whatever surrounds them;
+2. **built-in shapes** — what commonly leaks: PEM private keys, provider API keys (``sk-…``,
+   ``ghp_…``, ``hf_…``, ``AKIA…``, ``AIza…``, Slack/GitLab tokens), JWTs, then the *value* of
+   ``Bearer x``, ``password=x``, ``api_key: x`` and the password in ``scheme://user:pass@host``;
+3. **configured patterns** — operator regexes (``policy.redaction.patterns``); a pattern with a
+   group named ``secret`` hides only that group, otherwise the whole match.
+
+A pattern list, not a guarantee: it catches what is known or shaped like a secret. Structured
+values (:meth:`Redactor.redact_value`) also hide every value under a key that names a secret
+(``authorization``, ``password``, ``api_key``…), whatever the value looks like.
+
+>>> Redactor().clean("curl -H 'Authorization: Bearer abcdefgh12345678' https://x")
+"curl -H 'Authorization: Bearer [REDACTED]' https://x"
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from llama_orch.errors import ConfigError
+
+__all__ = ["REDACTED", "Redactor", "default_redactor", "redact_secrets", "set_default_redactor"]
+
+REDACTED = "[REDACTED]"
+
+_WHOLE = [
+    re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.DOTALL),
+    re.compile(r"\b(?:sk|rk|pk)-(?:[A-Za-z0-9]+-)?[A-Za-z0-9_-]{16,}"),  # OpenAI/Anthropic/Stripe style
+    re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"),
+    re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}"),
+    re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    re.compile(r"\bhf_[A-Za-z0-9]{20,}"),
+    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
+    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWT
+]
+_SECRET_WORD = r"(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)s?"
+# Keep the name, hide the value: "Authorization: Bearer x", "api_key = 'x'", "PASSWORD=x", URLs with user:pass@.
+_VALUE = [
+    re.compile(r"(?i)(\b(?:bearer|basic)\s+)(?!\[REDACTED\])[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(rf"(?i)(\b[\w.-]*{_SECRET_WORD}[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"',;&]{{4,}}"),
+    re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)(?!\[REDACTED\])[^\s@/]+(?=@)"),
+]
+_SECRET_KEY = re.compile(
+    rf"(?i)^(?:authorization|proxy-authorization|cookie|set-cookie|x-api-key|api-key|[\w.-]*{_SECRET_WORD})$"
+)
+_SECRET_QUERY = re.compile(
+    r"(?i)^(?:[\w.-]*(?:token|secret|password|passwd|api[_-]?key|apikey|access[_-]?key|signature|sig|auth)"
+    r"|key|code|x-amz-signature|x-amz-credential)$"
+)
+_MIN_LITERAL = 4
+
+
+class Redactor:
+    """Replaces secrets with ``[REDACTED]``; immutable, cheap to share, safe across threads.
+
+    ``patterns`` are operator regexes (strings are compiled; a bad one is a :class:`ConfigError`),
+    ``literals`` exact secrets (at least 4 characters; shorter ones would hide ordinary words).
+    """
+
+    def __init__(
+        self, patterns: Iterable[str | re.Pattern[str]] = (), literals: Iterable[str] = (), *, builtin: bool = True
+    ) -> None:
+        compiled: list[re.Pattern[str]] = []
+        for pattern in patterns:
+            if isinstance(pattern, re.Pattern):
+                compiled.append(pattern)
+                continue
+            try:
+                compiled.append(re.compile(pattern))
+            except re.error as exc:
+                raise ConfigError(f"redaction pattern {pattern!r} is not a valid regular expression: {exc}") from None
+        self._patterns = tuple(compiled)
+        self._literal_set = frozenset(lit for lit in literals if lit)
+        short = [lit for lit in self._literal_set if len(lit) < _MIN_LITERAL]
+        if short:
+            raise ConfigError(f"redaction literals must be at least {_MIN_LITERAL} characters ({len(short)} are not)")
+        ordered = sorted(self._literal_set, key=len, reverse=True)
+        self._literals = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._builtin = builtin
+
+    @property
+    def patterns(self) -> tuple[re.Pattern[str], ...]:
+        return self._patterns
+
+    def extended(self, patterns: Iterable[str | re.Pattern[str]] = (), literals: Iterable[str] = ()) -> Redactor:
+        """A redactor with these patterns and literals added to this one's."""
+        return Redactor((*self._patterns, *patterns), (*self._literal_set, *literals), builtin=self._builtin)
+
+    def redact(self, text: str) -> tuple[str, int]:
+        """``text`` with secrets replaced, and how many replacements were made."""
+        count = 0
+        if self._literals is not None:
+            text, n = self._literals.subn(REDACTED, text)
+            count += n
+        if self._builtin:
+            for pattern in _WHOLE:
+                text, n = pattern.subn(REDACTED, text)
+                count += n
+            for pattern in _VALUE:
+                text, n = pattern.subn(lambda m: m.group(1) + REDACTED, text)
+                count += n
+        for pattern in self._patterns:
+            text, n = pattern.subn(_replace_configured, text)
+            count += n
+        return text, count
+
+    def clean(self, text: str) -> str:
+        """``text`` with secrets replaced (the count dropped)."""
+        return self.redact(text)[0]
+
+    def redact_value(self, value: Any) -> Any:
+        """A JSON-like value (dicts, lists, strings…) with secrets replaced, as a new value.
+
+        Every string is redacted; the value under a key that names a secret (``authorization``,
+        ``password``, ``api_key``, ``cookie``…) is replaced whole, whatever its type.
+        """
+        if isinstance(value, str):
+            return self.clean(value)
+        if isinstance(value, Mapping):
+            out: dict[Any, Any] = {}
+            for key, item in value.items():
+                if isinstance(key, str) and _SECRET_KEY.match(key) and item not in (None, "", REDACTED):
+                    out[key] = REDACTED
+                else:
+                    out[self.clean(key) if isinstance(key, str) else key] = self.redact_value(item)
+            return out
+        if isinstance(value, list | tuple):
+            return [self.redact_value(item) for item in value]
+        return value
+
+    def redact_url(self, url: str) -> str:
+        """``url`` without its password and with secret query values (``token=``, ``sig=``…) hidden."""
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return self.clean(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostport = netloc.rpartition("@")
+            user = userinfo.partition(":")[0]
+            netloc = f"{self.clean(user)}:{REDACTED}@{hostport}" if ":" in userinfo else f"{REDACTED}@{hostport}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode(
+                [(k, REDACTED if _SECRET_QUERY.match(k) and v else self.clean(v)) for k, v in pairs], safe="[]"
+            )
+        return self.clean(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
+
+    def redact_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """Headers with credentials (``Authorization``, ``Cookie``, ``X-Api-Key``…) hidden and the rest redacted."""
+        return {k: REDACTED if _SECRET_KEY.match(k) else self.clean(v) for k, v in headers.items()}
+
+
+def _replace_configured(match: re.Match[str]) -> str:
+    if "secret" in match.re.groupindex and match.group("secret") is not None:
+        start, end = match.span("secret")
+        whole_start = match.start()
+        text = match.group(0)
+        return text[: start - whole_start] + REDACTED + text[end - whole_start :]
+    return REDACTED
+
+
+_default = Redactor()
+
+
+def default_redactor() -> Redactor:
+    """The process-wide redactor (built-in shapes plus whatever :func:`set_default_redactor` installed)."""
+    return _default
+
+
+def set_default_redactor(redactor: Redactor) -> Redactor:
+    """Install ``redactor`` as the process-wide one (orchestratord does this from its config); returns the old one."""
+    global _default
+    old, _default = _default, redactor
+    return old
+
+
+def redact_secrets(text: str) -> tuple[str, int]:
+    """``text`` with secrets replaced by ``[REDACTED]`` (by the process-wide redactor), and how many.
+
+    >>> redact_secrets("curl -H 'Authorization: Bearer abcdefgh12345678' https://x")
+    ("curl -H 'Authorization: Bearer [REDACTED]' https://x", 1)
+    """
+    return _default.redact(text)
