@@ -15,6 +15,17 @@ from llama_orch.telemetry import JsonFormatter, PrettyFormatter, RedactingFilter
 CANARY = "canary-0a1b2c3d4e5f"
 
 
+@pytest.fixture(autouse=True)
+def _root_level() -> Iterator[None]:
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+
+
 @pytest.fixture
 def captured() -> Iterator[tuple[io.StringIO, logging.Logger]]:
     stream = io.StringIO()
@@ -74,7 +85,8 @@ def test_pretty_lines_for_people() -> None:
     text = PrettyFormatter().format(record)
     assert "INFO  server  queued behind 3 others" in text and "pool=default" in text and "msg=queued" in text
     assert configure_logging(fmt="pretty", stream=io.StringIO()).formatter.__class__ is PrettyFormatter
-    logging.getLogger().removeHandler(configure_logging(fmt="auto", stream=io.StringIO()))
+    assert configure_logging(fmt="auto", stream=io.StringIO()).formatter.__class__ is JsonFormatter  # not a TTY
+    assert len([h for h in logging.getLogger().handlers if isinstance(h.formatter, PrettyFormatter)]) == 0
 
 
 def test_filter_without_a_policy_uses_the_default_redactor() -> None:

@@ -36,6 +36,7 @@ class TracingConfig(BaseModel):
     enabled: bool = False
     otlp_endpoint: str = Field("http://127.0.0.1:4318/v1/traces", description="OTLP/HTTP traces endpoint.")
     otlp_headers: dict[str, str] = Field(default_factory=dict, description="e.g. an API key for the collector.")
+    otlp_timeout_s: float = Field(10.0, gt=0, le=60, description="Per export, retries included.")
     service_name: str = "orchestratord"
     sample_ratio: float = Field(1.0, ge=0, le=1, description="Of new traces; a sampled parent is always followed.")
 
@@ -55,7 +56,11 @@ class Tracing:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             self.provider.add_span_processor(
-                BatchSpanProcessor(OTLPSpanExporter(endpoint=config.otlp_endpoint, headers=config.otlp_headers))
+                BatchSpanProcessor(
+                    OTLPSpanExporter(
+                        endpoint=config.otlp_endpoint, headers=config.otlp_headers, timeout=config.otlp_timeout_s
+                    )
+                )
             )
         else:
             self.provider.add_span_processor(SimpleSpanProcessor(exporter))
