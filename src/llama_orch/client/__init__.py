@@ -20,6 +20,7 @@ plain calls they add what a program running many agents needs:
 
 from __future__ import annotations
 
+from llama_orch._wire import ServerSentEvent, SSEParser
 from llama_orch.client._async import AsyncClient, AsyncTask
 from llama_orch.client._base import (
     DEFAULT,
@@ -83,7 +84,6 @@ from llama_orch.client._errors import (
 )
 from llama_orch.client._limiter import AdaptiveLimiter, LimiterStats
 from llama_orch.client._retry import RetryPolicy
-from llama_orch.client._sse import ServerSentEvent, SSEParser
 from llama_orch.client._sync import Client, Task
 from llama_orch.client._version import SUPPORTED_API_VERSIONS, VersionRange
 

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from llama_orch._wire import SSEParser
 from llama_orch.client._base import (
     DEFAULT,
     DEFAULT_BASE_URL,
@@ -45,7 +46,6 @@ from llama_orch.client._errors import (
 )
 from llama_orch.client._limiter import AdaptiveLimiter, AsyncGate, Permit
 from llama_orch.client._retry import RetryPolicy
-from llama_orch.client._sse import SSEParser
 from llama_orch.client._task import TaskState
 from llama_orch.client._version import SUPPORTED_API_VERSIONS
 from llama_orch_api import (

@@ -9,10 +9,8 @@ twins only send, sleep and wait, each in its own way.
 from __future__ import annotations
 
 import contextvars
-import email.utils
 import json
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -21,6 +19,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from llama_orch._wire import ServerSentEvent, retry_after_ms
 from llama_orch.client._errors import (
     APIError,
     IncompatibleServerError,
@@ -33,7 +32,6 @@ from llama_orch.client._errors import (
 )
 from llama_orch.client._limiter import AdaptiveLimiter
 from llama_orch.client._retry import RetryPolicy
-from llama_orch.client._sse import ServerSentEvent
 from llama_orch.client._version import SUPPORTED_API_VERSIONS, VersionRange
 from llama_orch_api import (
     AdmissionResponse,
@@ -205,23 +203,6 @@ def _parser(model: type[T]) -> Callable[[httpx.Response], T]:
 
 def _no_content(response: httpx.Response) -> None:
     return None
-
-
-def retry_after_ms(headers: Mapping[str, str]) -> int | None:
-    """The server's wait advice from ``X-Backoff-Ms`` (ms), else ``Retry-After`` (seconds or a date)."""
-    backoff = headers.get("X-Backoff-Ms", "").strip()
-    if backoff.isdigit():
-        return int(backoff)
-    after = headers.get("Retry-After", "").strip()
-    if not after:
-        return None
-    if after.isdigit():
-        return int(after) * 1000
-    try:
-        when = email.utils.parsedate_to_datetime(after)
-    except (TypeError, ValueError):
-        return None
-    return max(0, int((when.timestamp() - time.time()) * 1000))
 
 
 def error_from_envelope(

@@ -1,5 +1,6 @@
-"""What the HTTP engine adapters share: one aiohttp session per replica, an incremental SSE decoder,
-and the rows of the error mapping that every adapter has in common.
+"""What the HTTP engine adapters share: one aiohttp session per replica, the streaming loop over the
+SSE parser the SDK uses too (:class:`llama_orch._wire.SSEParser`), and the rows of the error mapping
+that every adapter has in common.
 
 Each adapter's module docstring holds its complete error table. The common rows live here, once:
 
@@ -16,28 +17,28 @@ stream ended before its end marker     WORKER_RESET          yes        :meth:`H
 event that is not a JSON object        ENGINE_ERROR          no         :meth:`HTTPEngine.json_object`
 =====================================  ====================  =========  ===========================
 
-.. [1] ``retry_after_ms`` comes from ``retry-after-ms`` or ``Retry-After`` when the engine sends
-   one, else 1000.
+.. [1] ``retry_after_ms`` is the engine's advice, read by :func:`llama_orch._wire.retry_after_ms`
+   (the reader the SDK uses for orchestratord's answers): ``X-Backoff-Ms``, ``retry-after-ms`` or
+   ``Retry-After``, whichever holds a valid value first; 1000 when the engine advises nothing.
 
 An adapter subclasses :class:`HTTPEngine` and supplies the request (:meth:`~HTTPEngine.build_request`)
-and the meaning of one event (:meth:`~HTTPEngine.parse_event`); the streaming loop is shared, so
-every adapter delivers the tokens read before a failure, coalesces each network read into one
-batch, and closes the connection (which stops generation) when its generator is closed.
+and the meaning of one event (:meth:`~HTTPEngine.parse_event`, given the text of its ``data:``
+lines); the streaming loop is shared, so every adapter delivers the tokens read before a failure,
+coalesces each network read into one batch, and closes the connection (which stops generation)
+when its generator is closed.
 """
 
 from __future__ import annotations
 
 import abc
-import email.utils
 import json
-import math
 import os
-import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import aiohttp
 
+from llama_orch._wire import SSEParser, retry_after_ms
 from llama_orch.engines._base import Engine, EngineInfo, EngineRequest
 from llama_orch.errors import ConfigError, EngineError
 from llama_orch_api import Determinism, ErrorCode
@@ -48,67 +49,6 @@ BEST_EFFORT = frozenset({Determinism.best_effort})
 # A request that is not a token stream (health, metadata) gives up after this long.
 _CONTROL_TIMEOUT = aiohttp.ClientTimeout(total=10)
 _DROPPED = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError)
-
-
-class SseDecoder:
-    """Incremental Server-Sent Events decoder: feed it network reads, get the data of each complete event.
-
-    Follows the event-stream rules engines rely on: lines end in LF or CRLF, a blank line ends an
-    event, several ``data:`` lines in one event join with LF, comments and other fields are
-    ignored, and an event not yet ended waits for the next read.
-
-    >>> decoder = SseDecoder()
-    >>> decoder.feed(b'data: {"a": 1}\\n\\ndata: [DO')
-    [b'{"a": 1}']
-    >>> decoder.feed(b"NE]\\n\\n")
-    [b'[DONE]']
-    """
-
-    __slots__ = ("_data", "_partial")
-
-    def __init__(self) -> None:
-        self._partial = b""
-        self._data: list[bytes] = []
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        lines = (self._partial + chunk).split(b"\n")
-        self._partial = lines.pop()
-        events: list[bytes] = []
-        for raw in lines:
-            line = raw[:-1] if raw.endswith(b"\r") else raw
-            if not line:
-                if self._data:
-                    events.append(b"\n".join(self._data))
-                    self._data = []
-            elif line.startswith(b"data:"):
-                value = line[5:]
-                self._data.append(value[1:] if value.startswith(b" ") else value)
-        return events
-
-
-def retry_after_ms(headers: Mapping[str, str], default: int = DEFAULT_RETRY_AFTER_MS) -> int:
-    """How long the engine asked us to wait: ``retry-after-ms``, else ``Retry-After`` (seconds or an HTTP date)."""
-    raw = headers.get("retry-after-ms")
-    if raw is not None and (ms := _finite(raw)) is not None:
-        return max(0, round(ms))
-    raw = headers.get("Retry-After")
-    if raw is None:
-        return default
-    if (seconds := _finite(raw)) is not None:
-        return max(0, round(seconds * 1000))
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return default
-    return max(0, round((when.timestamp() - time.time()) * 1000))
-
-
-def _finite(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def message_of(data: object) -> str | None:
@@ -228,7 +168,7 @@ class HTTPEngine(Engine):
         """The URL to POST and the JSON payload that stream ``request``."""
 
     @abc.abstractmethod
-    def parse_event(self, data: bytes, batch: list[str]) -> bool:
+    def parse_event(self, data: str, batch: list[str]) -> bool:
         """Append the tokens in one event's data to ``batch``; True at the event that ends the stream.
 
         Raise an :class:`EngineError` (see :meth:`error`) for an error event or a malformed one.
@@ -242,17 +182,17 @@ class HTTPEngine(Engine):
             raise self.unavailable(exc) from exc
         async with resp:
             await self.check_status(resp)
-            decoder = SseDecoder()
+            parser = SSEParser()
             events = 0
             try:
                 async for chunk in resp.content.iter_any():
                     batch: list[str] = []
                     failure: EngineError | None = None
                     finished = False
-                    for data in decoder.feed(chunk):
+                    for event in parser.feed(chunk):
                         events += 1
                         try:
-                            finished = self.parse_event(data, batch)
+                            finished = self.parse_event(event.data, batch)
                         except EngineError as exc:
                             failure = exc
                             break
@@ -295,10 +235,10 @@ class HTTPEngine(Engine):
     def reset(self, message: str) -> EngineError:
         return self.error(ErrorCode.WORKER_RESET, message, retriable=True, retry_after_ms=DEFAULT_RETRY_AFTER_MS)
 
-    def malformed(self, data: bytes) -> EngineError:
+    def malformed(self, data: str) -> EngineError:
         return self.error(ErrorCode.ENGINE_ERROR, f"malformed event from {self.engine_name}: {data[:200]!r}")
 
-    def json_object(self, data: bytes) -> dict[str, Any]:
+    def json_object(self, data: str) -> dict[str, Any]:
         """One event's data as a JSON object, or a malformed-event error."""
         try:
             obj = json.loads(data)
@@ -323,7 +263,7 @@ class HTTPEngine(Engine):
                 ErrorCode.POOL_UNAVAILABLE,
                 f"{self.engine_name} is overloaded or loading ({status}): {message}",
                 retriable=True,
-                retry_after_ms=retry_after_ms(headers),
+                retry_after_ms=retry_after_ms(headers, DEFAULT_RETRY_AFTER_MS),
             )
         return self.error(
             ErrorCode.ENGINE_ERROR, f"{self.engine_name} answered {status}: {message}", retriable=status >= 500

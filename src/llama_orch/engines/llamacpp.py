@@ -81,7 +81,7 @@ class LlamaCppEngine(HTTPEngine):
             payload["seed"] = request.seed
         return f"{self.base_url}/completion", payload
 
-    def parse_event(self, data: bytes, batch: list[str]) -> bool:
+    def parse_event(self, data: str, batch: list[str]) -> bool:
         event = self.json_object(data)
         if "error" in event:
             message = message_of(event) or str(event["error"])

@@ -31,7 +31,8 @@ no model given and ``/models`` lists none    ENGINE_ERROR          no
 ``fetch_info``: the model is not listed      ENGINE_ERROR          no
 ===========================================  ====================  =========
 
-.. [1] ``retry_after_ms`` is taken from ``retry-after-ms`` or ``Retry-After``; 1 s when neither is sent.
+.. [1] ``retry_after_ms`` is read from ``retry-after-ms`` or ``Retry-After`` (by the reader the SDK shares,
+   :func:`llama_orch._wire.retry_after_ms`); 1 s when neither holds a valid value.
 """
 
 from __future__ import annotations
@@ -144,8 +145,8 @@ class OpenAIEngine(HTTPEngine):
         path = "/chat/completions" if self.chat else "/completions"
         return f"{self.base_url}{path}", self.payload(request, await self._model())
 
-    def parse_event(self, data: bytes, batch: list[str]) -> bool:
-        if data.strip() == b"[DONE]":
+    def parse_event(self, data: str, batch: list[str]) -> bool:
+        if data.strip() == "[DONE]":
             return True
         event = self.json_object(data)
         if "error" in event or event.get("object") == "error":

@@ -50,8 +50,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from llama_orch._wire import retry_after_ms
 from llama_orch.engines._base import EngineInfo, EngineRequest
-from llama_orch.engines._http import BEST_EFFORT, DEFAULT_RETRY_AFTER_MS, HTTPEngine, message_of, retry_after_ms
+from llama_orch.engines._http import BEST_EFFORT, DEFAULT_RETRY_AFTER_MS, HTTPEngine, message_of
 from llama_orch.errors import EngineError
 from llama_orch_api import Determinism, ErrorCode
 
@@ -120,7 +121,7 @@ class TGIEngine(HTTPEngine):
             parameters["seed"] = request.seed
         return f"{self.base_url}/generate_stream", {"inputs": request.prompt, "parameters": parameters}
 
-    def parse_event(self, data: bytes, batch: list[str]) -> bool:
+    def parse_event(self, data: str, batch: list[str]) -> bool:
         event = self.json_object(data)
         if "error" in event:
             raise self._typed_error(event, status=None, headers={})
@@ -144,7 +145,7 @@ class TGIEngine(HTTPEngine):
         error_type = event.get("error_type")
         code, retriable = _ERROR_TYPES.get(str(error_type), (ErrorCode.ENGINE_ERROR, False))
         retry_after = {
-            ErrorCode.POOL_UNAVAILABLE: retry_after_ms(headers),
+            ErrorCode.POOL_UNAVAILABLE: retry_after_ms(headers, DEFAULT_RETRY_AFTER_MS),
             ErrorCode.WORKER_RESET: DEFAULT_RETRY_AFTER_MS,
         }.get(code)
         where = f" ({status})" if status is not None else ""

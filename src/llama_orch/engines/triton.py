@@ -130,7 +130,7 @@ class TritonEngine(HTTPEngine):
                 payload["random_seed"] = request.seed
         return f"{self.model_url}/generate_stream", payload
 
-    def parse_event(self, data: bytes, batch: list[str]) -> bool:
+    def parse_event(self, data: str, batch: list[str]) -> bool:
         event = self.json_object(data)
         if "error" in event:
             message = message_of(event) or str(event["error"])

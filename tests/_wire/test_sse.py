@@ -1,14 +1,17 @@
-"""The SSE parser: the spec's rules, and hypothesis fuzzing of chunking and line endings."""
+"""The one SSE parser (SDK and engine adapters): the spec's rules, and fuzzing of chunking and line endings."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llama_orch.client import ServerSentEvent, SSEParser
+import llama_orch.client
+from llama_orch._wire import ServerSentEvent, SSEParser
 
 FUZZ = settings(max_examples=150, deadline=None)
 
@@ -118,6 +121,48 @@ def test_text_chunks_are_accepted_too() -> None:
     assert SSEParser().feed("event: end\ndata: {}\n\n") == [ServerSentEvent("end", "{}", None, None)]
 
 
+def test_parsed_events_are_the_frozen_dataclass() -> None:
+    (event,) = SSEParser().feed(b"id: 1\ndata: x\n\n")
+    assert event == ServerSentEvent("message", "x", "1", None)
+    assert hash(event) == hash(ServerSentEvent("message", "x", "1", None))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.data = "y"  # type: ignore[misc]
+
+
+def test_the_sdk_exports_this_parser() -> None:
+    assert (llama_orch.client.SSEParser, llama_orch.client.ServerSentEvent) == (SSEParser, ServerSentEvent)
+
+
+# -- engine streams, as the adapters read them --------------------------------------------------------
+
+ENGINE_STREAM = (
+    b": keep-alive\n\n"
+    b'data: {"t": "a"}\n\n'
+    b'data:{"t": "b"}\r\n\r\n'  # no space after the colon (TGI's axum), CRLF line ends
+    b"event: message\nid: 3\ndata: first line\ndata: second line\n\n"
+    b'data: {"t": "w\xc3\xb6rld"}\n\n'
+    b"retry: 100\n\n"  # an event with no data dispatches nothing
+    b"data: [DONE]\n\n"
+    b"data: unfinished"
+)
+ENGINE_DATA = ['{"t": "a"}', '{"t": "b"}', "first line\nsecond line", '{"t": "w\u00f6rld"}', "[DONE]"]
+
+
+def test_an_engine_stream_in_one_read() -> None:
+    assert [e.data for e in SSEParser().feed(ENGINE_STREAM)] == ENGINE_DATA
+
+
+def test_an_engine_stream_byte_by_byte() -> None:
+    parser = SSEParser()
+    assert [e.data for i in range(len(ENGINE_STREAM)) for e in parser.feed(ENGINE_STREAM[i : i + 1])] == ENGINE_DATA
+
+
+def test_an_unfinished_event_waits_for_the_next_read() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"data: x\n") == []
+    assert parser.feed(b"\n") == [ServerSentEvent("message", "x", None, None)]
+
+
 # -- fuzzing --------------------------------------------------------------------------------------
 
 LINE_TEXT = st.text(st.characters(blacklist_characters="\r\n\x00", blacklist_categories=("Cs",)), max_size=12)
@@ -201,3 +246,13 @@ def test_any_stream_parses_like_the_reference_however_it_is_split(text: str, cut
     raw = text.encode()
     assert parse_all(split_at(raw, cuts)) == reference(text)
     assert parse_all([raw]) == reference(text)
+
+
+@FUZZ
+@given(text=NOISE, cuts=st.lists(st.integers(min_value=0), max_size=12))
+def test_text_chunks_parse_like_bytes(text: str, cuts: list[int]) -> None:
+    parser = SSEParser()
+    points = sorted({c % (len(text) + 1) for c in cuts})
+    pieces = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+    events = [e for piece in pieces for e in parser.feed(piece)] + parser.close()
+    assert events == reference(text)
