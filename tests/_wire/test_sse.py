@@ -129,6 +129,20 @@ def test_parsed_events_are_the_frozen_dataclass() -> None:
         event.data = "y"  # type: ignore[misc]
 
 
+def test_a_listed_nonstandard_field_is_read_as_an_event_of_its_name() -> None:
+    # llama-server builds that write a failure inside a stream as an `error:` line, not `data:`.
+    stream = b'data: {"content":"a"}\n\nerror: {"code":500,"message":"boom"}\n\n'
+    assert SSEParser().feed(stream) == [ServerSentEvent("message", '{"content":"a"}', None, None)]
+    assert SSEParser(fields_as_events=("error",)).feed(stream) == [
+        ServerSentEvent("message", '{"content":"a"}', None, None),
+        ServerSentEvent("error", '{"code":500,"message":"boom"}', None, None),
+    ]
+    # The spec's own fields keep their meaning whatever is listed.
+    assert SSEParser(fields_as_events=("data", "id")).feed(b"id: 4\ndata: x\n\n") == [
+        ServerSentEvent("message", "x", "4", None)
+    ]
+
+
 def test_the_sdk_exports_this_parser() -> None:
     assert (llama_orch.client.SSEParser, llama_orch.client.ServerSentEvent) == (SSEParser, ServerSentEvent)
 

@@ -2,7 +2,7 @@
 
 A test gives the fake one handler per route (``"POST /generate_stream"``); the fake records every
 request (method, path, headers, JSON body) and counts the streams whose client hung up. Handlers
-answer with bytes the test chooses, so each test module spells out its engine's wire format.
+replay a recorded response (``_recorded.py``) or answer with bytes the test spells out.
 """
 
 from __future__ import annotations
@@ -94,15 +94,6 @@ def reply(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
     return handler
 
 
-def text_reply(text: str, status: int, content_type: str = "text/html") -> Handler:
-    """Answer with a body that is not JSON (a proxy's error page, say)."""
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return web.Response(text=text, status=status, content_type=content_type)
-
-    return handler
-
-
 def sse(*writes: bytes, drop: bool = False) -> Handler:
     """An SSE answer written in the given pieces; ``drop`` aborts the connection after them."""
 
@@ -115,27 +106,6 @@ def sse(*writes: bytes, drop: bool = False) -> Handler:
         if drop:
             assert request.transport is not None
             request.transport.abort()
-        return response
-
-    return handler
-
-
-def endless(event: bytes) -> Handler:
-    """Write ``event`` over and over until the client hangs up, and count the hang-up."""
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        fake = request.app[FAKE_KEY]
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        try:
-            while True:
-                await response.write(event)
-                await asyncio.sleep(0.005)  # pacing only; nothing is timed
-        except ConnectionError:
-            fake.disconnects += 1
-        except asyncio.CancelledError:
-            fake.disconnects += 1
-            raise
         return response
 
     return handler
@@ -170,13 +140,6 @@ DONE = b"data: [DONE]\n\n"
 def completion_chunk(text: str, finish_reason: str | None = None) -> bytes:
     choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
     return sse_event({"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "m", "choices": [choice]})
-
-
-def usage_chunk() -> bytes:
-    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-    return sse_event(
-        {"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "m", "choices": [], "usage": usage}
-    )
 
 
 # --------------------------------------------------------------------------------------------

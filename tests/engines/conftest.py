@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 from aiohttp import web
 
+from llama_orch.engines import Engine
 from tests.engines._fake import FakeServer, Handler, StartFake, launch
+
+E = TypeVar("E", bound=Engine)
 
 
 @pytest.fixture
@@ -23,3 +27,18 @@ async def fake_server() -> AsyncIterator[StartFake]:
     yield _start
     for runner in reversed(runners):
         await runner.cleanup()
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[Callable[[E], Awaitable[E]]]:
+    """Start an adapter (``await started(TGIEngine(url))``); every one started is closed after the test."""
+    engines: list[Engine] = []
+
+    async def _start(engine: E) -> E:
+        await engine.start()
+        engines.append(engine)
+        return engine
+
+    yield _start
+    for engine in reversed(engines):
+        await engine.aclose()

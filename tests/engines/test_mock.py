@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from llama_orch.engines import EngineRequest, MockEngine, MockFaults, MockSettings, mock_tokens
 from llama_orch.engines import mock as mock_module
-from llama_orch.errors import EngineError
 from llama_orch_api import Determinism, ErrorCode
+from tests.engines._fake import batches, collect_until_error
 
 FAST = MockSettings(tokens_per_s=None, first_token_ms=0)
 
@@ -33,24 +33,8 @@ def req(
     return EngineRequest(task_id, prompt, max_tokens, seed=seed, sampler_profile=sampler_profile)
 
 
-async def batches(engine: MockEngine, request: EngineRequest) -> list[list[str]]:
-    return [batch async for batch in engine.stream(request)]
-
-
 async def tokens(engine: MockEngine, request: EngineRequest) -> list[str]:
     return [t for batch in await batches(engine, request) for t in batch]
-
-
-async def tokens_until_error(engine: MockEngine, request: EngineRequest) -> tuple[list[str], EngineError]:
-    received: list[str] = []
-
-    async def consume() -> None:
-        async for batch in engine.stream(request):
-            received.extend(batch)
-
-    with pytest.raises(EngineError) as info:
-        await consume()
-    return received, info.value
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,7 +157,7 @@ async def test_stamp_tokens_are_emission_times() -> None:
 @pytest.mark.parametrize("n", [0, 1, 5, 16])
 async def test_error_after_exactly_n_tokens(n: int) -> None:
     engine = MockEngine(FAST.model_copy(update={"faults": MockFaults(error_after_tokens=n)}))
-    got, err = await tokens_until_error(engine, req(max_tokens=16))
+    got, err = await collect_until_error(engine, req(max_tokens=16))
     assert got == mock_tokens(req(max_tokens=16))[:n]
     assert err.code is ErrorCode.ENGINE_ERROR
     assert err.retriable is False
@@ -189,7 +173,7 @@ async def test_fault_beyond_max_tokens_never_fires() -> None:
 @pytest.mark.parametrize("n", [0, 3])
 async def test_reset_after_n_tokens_is_retriable_worker_reset(n: int) -> None:
     engine = MockEngine(FAST.model_copy(update={"faults": MockFaults(reset_after_tokens=n)}))
-    got, err = await tokens_until_error(engine, req(max_tokens=16))
+    got, err = await collect_until_error(engine, req(max_tokens=16))
     assert got == mock_tokens(req(max_tokens=16))[:n]
     assert err.code is ErrorCode.WORKER_RESET
     assert err.retriable is True
@@ -200,7 +184,7 @@ async def test_reset_after_n_tokens_is_retriable_worker_reset(n: int) -> None:
 async def test_earliest_fault_wins() -> None:
     faults = MockFaults(error_after_tokens=5, reset_after_tokens=3, hang_after_tokens=4)
     engine = MockEngine(FAST.model_copy(update={"faults": faults}))
-    got, err = await tokens_until_error(engine, req(max_tokens=16))
+    got, err = await collect_until_error(engine, req(max_tokens=16))
     assert len(got) == 3
     assert err.code is ErrorCode.WORKER_RESET
 
@@ -228,7 +212,7 @@ async def test_trigger_limits_faults_to_matching_prompts(prompt: str, faulty: bo
     engine = MockEngine(FAST.model_copy(update={"faults": MockFaults(trigger="BOOM", error_after_tokens=2)}))
     request = req(prompt=prompt, max_tokens=8)
     if faulty:
-        got, err = await tokens_until_error(engine, request)
+        got, err = await collect_until_error(engine, request)
         assert got == mock_tokens(request)[:2]
         assert err.code is ErrorCode.ENGINE_ERROR
     else:

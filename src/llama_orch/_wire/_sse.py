@@ -16,6 +16,10 @@ It follows the WHATWG ``text/event-stream`` interpretation rules:
 * one space after the colon is dropped; a line without a colon is a field with an empty value;
 * unknown fields are ignored; at the end of the stream an unfinished event is discarded.
 
+One extension, off unless asked for: ``SSEParser(fields_as_events=("error",))`` reads a line of a
+listed field, ``error: {...}``, as ``event: error`` plus ``data: {...}``. Some llama-server builds
+write a failure inside a stream that way, with a field the rules above would ignore.
+
 >>> parser = SSEParser()
 >>> parser.feed(b"id: 1\\nevent: token\\ndata: {\\"t\\": \\"hi\\"")
 []
@@ -26,6 +30,7 @@ It follows the WHATWG ``text/event-stream`` interpretation rules:
 from __future__ import annotations
 
 import codecs
+from collections.abc import Collection
 from dataclasses import dataclass
 
 __all__ = ["SSEParser", "ServerSentEvent"]
@@ -69,10 +74,12 @@ class SSEParser:
     """
 
     __slots__ = (
-        "_data", "_decoder", "_event", "_partial", "_pending", "_skip_lf", "_started", "last_event_id", "retry",
+        "_data", "_decoder", "_event", "_extra", "_partial", "_pending", "_skip_lf", "_started", "last_event_id",
+        "retry",
     )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, *, fields_as_events: Collection[str] = ()) -> None:
+        self._extra = frozenset(fields_as_events) - {"data", "event", "id", "retry"}
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._pending = False  # the decoder holds the first bytes of a character
         self._partial = ""  # the unfinished last line
@@ -147,3 +154,9 @@ class SSEParser:
                 self.last_event_id = value
         elif name == "retry" and value.isascii() and value.isdigit():
             self.retry = int(value)
+        elif name in self._extra:
+            self._event = name
+            if self._data is None:
+                self._data = [value]
+            else:
+                self._data.append(value)

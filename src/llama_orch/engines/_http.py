@@ -15,11 +15,14 @@ other HTTP 5xx                         ENGINE_ERROR          yes        :meth:`H
 connection dropped mid-stream          WORKER_RESET          yes        :meth:`HTTPEngine.stream`
 stream ended before its end marker     WORKER_RESET          yes        :meth:`HTTPEngine.stream`
 event that is not a JSON object        ENGINE_ERROR          no         :meth:`HTTPEngine.json_object`
+an ``error`` event in the stream [2]_  ENGINE_ERROR          no         :meth:`HTTPEngine.error_event`
 =====================================  ====================  =========  ===========================
 
 .. [1] ``retry_after_ms`` is the engine's advice, read by :func:`llama_orch._wire.retry_after_ms`
    (the reader the SDK uses for orchestratord's answers): ``X-Backoff-Ms``, ``retry-after-ms`` or
    ``Retry-After``, whichever holds a valid value first; 1000 when the engine advises nothing.
+.. [2] ``event: error``, or the ``error: {...}`` line some llama-server builds write instead of a
+   ``data:`` event (the parser reads that field as an ``error`` event: ``sse_fields_as_events``).
 
 An adapter subclasses :class:`HTTPEngine` and supplies the request (:meth:`~HTTPEngine.build_request`)
 and the meaning of one event (:meth:`~HTTPEngine.parse_event`, given the text of its ``data:``
@@ -83,6 +86,8 @@ class HTTPEngine(Engine):
     #: Headers of the streaming request only (e.g. ``Connection: close`` for a server that closes
     #: the connection after every stream while announcing keep-alive).
     stream_headers: Mapping[str, str] = {}
+    #: Non-standard SSE fields read as events of that name (see :class:`llama_orch._wire.SSEParser`).
+    sse_fields_as_events: tuple[str, ...] = ("error",)
 
     def __init__(
         self,
@@ -182,7 +187,7 @@ class HTTPEngine(Engine):
             raise self.unavailable(exc) from exc
         async with resp:
             await self.check_status(resp)
-            parser = SSEParser()
+            parser = SSEParser(fields_as_events=self.sse_fields_as_events)
             events = 0
             try:
                 async for chunk in resp.content.iter_any():
@@ -192,6 +197,8 @@ class HTTPEngine(Engine):
                     for event in parser.feed(chunk):
                         events += 1
                         try:
+                            if event.event == "error":
+                                raise self.error_event(event.data)
                             finished = self.parse_event(event.data, batch)
                         except EngineError as exc:
                             failure = exc
@@ -234,6 +241,10 @@ class HTTPEngine(Engine):
 
     def reset(self, message: str) -> EngineError:
         return self.error(ErrorCode.WORKER_RESET, message, retriable=True, retry_after_ms=DEFAULT_RETRY_AFTER_MS)
+
+    def error_event(self, data: str) -> EngineError:
+        """The error for an ``error`` event inside a stream: the engine's message, not retriable."""
+        return self.error(ErrorCode.ENGINE_ERROR, f"{self.engine_name}: {error_message(data)}")
 
     def malformed(self, data: str) -> EngineError:
         return self.error(ErrorCode.ENGINE_ERROR, f"malformed event from {self.engine_name}: {data[:200]!r}")

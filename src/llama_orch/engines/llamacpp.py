@@ -22,9 +22,13 @@ other HTTP 5xx                         ENGINE_ERROR          yes
 HTTP 4xx                               ENGINE_ERROR          no
 connection dropped mid-stream          WORKER_RESET          yes
 stream ended without ``stop``          WORKER_RESET          yes
-error object inside the stream         ENGINE_ERROR          no
+error object inside the stream [1]_    ENGINE_ERROR          no
 event that is not a JSON object        ENGINE_ERROR          no
 =====================================  ====================  =========
+
+.. [1] ``data: {"error": {...}}``, or the ``error: {...}`` line (not an SSE ``data`` field) that
+   some builds write; the streams and error answers it is tested against are recorded from a real
+   ``llama-server`` (``tests/engines/recorded/llamacpp``).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from llama_orch.engines._base import Engine, EngineInfo, EngineRequest
+from llama_orch.engines._http import DEFAULT_RETRY_AFTER_MS
 from llama_orch.errors import EngineError
 from llama_orch_api import Determinism, ErrorCode
 
@@ -165,6 +166,7 @@ async def _fire(faults: MockFaults, sent: int) -> None:
                 f"mock engine: connection reset after {sent} tokens",
                 engine="mock",
                 retriable=True,
+                retry_after_ms=DEFAULT_RETRY_AFTER_MS,  # what the HTTP adapters advise after a reset
             ) from exc
     if faults.hang_after_tokens == sent:
         await asyncio.Event().wait()
