@@ -6,7 +6,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llama_orch.core import ServiceEstimator, predict_start_ms
+from llama_orch.core import (
+    EXACT_PREDICTION_LIMIT,
+    QueueLoad,
+    RunningTask,
+    ServiceEstimator,
+    backoff_ms,
+    head_needed,
+    predict_new,
+    predict_start_ms,
+    retry_after_ms,
+)
+from llama_orch_api import Priority
 
 ms = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
 slots_st = st.lists(ms, min_size=1, max_size=8)
@@ -184,3 +195,80 @@ def test_estimator_converges_to_steady_observations(
     assert est.ms_per_token == pytest.approx(target[1], abs=1e-6)
     assert est.fill_ratio == pytest.approx(target[2], abs=1e-9)
     assert est.service_ms(max_tokens) == pytest.approx(first + max(1.0, tokens_out) * per_token, rel=1e-6, abs=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# predict_new / retry_after_ms / backoff_ms over a QueueLoad snapshot
+
+
+def _load(**kw: object) -> QueueLoad:
+    base: dict[str, object] = {
+        "running": (),
+        "free_slots": 0,
+        "queued_interactive": 0,
+        "queued_batch": 0,
+        "tokens_interactive": 0,
+        "tokens_batch": 0,
+        "head_interactive": (),
+        "head_batch": (),
+        "total_slots": 1,
+        "capacity": 10,
+    }
+    base.update(kw)
+    return QueueLoad(**base)  # type: ignore[arg-type]
+
+
+EST = ServiceEstimator(first_token_ms=10.0, ms_per_token=1.0)
+
+
+def test_predict_new_counts_running_tasks_remaining_time() -> None:
+    # 100 of 200 tokens done: 100 tokens left at 1 ms each.
+    running = (RunningTask(started_at=5.0, max_tokens=200, tokens_out=100),)
+    assert predict_new(_load(running=running), Priority.interactive, EST, now=5.5) == 100.0
+    # Not started decoding yet: the whole service minus the time elapsed.
+    waiting = (RunningTask(started_at=5.0, max_tokens=200, tokens_out=0),)
+    assert predict_new(_load(running=waiting), Priority.interactive, EST, now=5.05) == pytest.approx(160.0)
+
+
+def test_predict_new_replays_the_head_exactly_and_the_rest_as_fluid_work() -> None:
+    # One idle slot; 70 interactive tasks of 10 tokens ahead. Two are replayed exactly (2 x slots),
+    # 68 are fluid: 68 * 10 ms first token + 68 * 10 tokens * 1 ms.
+    head = (10,) * head_needed(1)
+    load = _load(free_slots=1, queued_interactive=70, tokens_interactive=700, head_interactive=head)
+    assert predict_new(load, Priority.interactive, EST, now=0.0) == pytest.approx(2 * 20.0 + 68 * 20.0)
+
+
+def test_predict_new_batch_head_spans_both_classes() -> None:
+    load = _load(
+        free_slots=2,
+        queued_interactive=1,
+        queued_batch=2,
+        tokens_interactive=5,
+        tokens_batch=40,
+        head_interactive=(5,),
+        head_batch=(20, 20),
+        total_slots=2,
+    )
+    # Slots at 0, 0: 15 ms (interactive 5) and 30 ms (batch 20) take them; the next batch task of
+    # 20 goes after the first (15 + 30 = 45); the new batch task starts when the 30-slot frees.
+    assert predict_new(load, Priority.batch, EST, now=0.0) == 30.0
+    assert predict_new(load, Priority.interactive, EST, now=0.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("ready_slots", "needed"), [(0, 2), (1, 2), (3, 6), (32, EXACT_PREDICTION_LIMIT), (1000, EXACT_PREDICTION_LIMIT)]
+)
+def test_head_needed(ready_slots: int, needed: int) -> None:
+    assert head_needed(ready_slots) == needed
+
+
+def test_retry_after_uses_the_head_task_and_spreads_over_slots() -> None:
+    assert retry_after_ms(_load(total_slots=2, head_interactive=(90,)), EST) == 50
+    assert retry_after_ms(_load(total_slots=1, head_batch=(40,)), EST) == 50
+    assert retry_after_ms(_load(total_slots=0), EST) == 138  # typical task, at least one slot
+    assert retry_after_ms(_load(total_slots=1), ServiceEstimator(0.0, 0.0)) == 1  # never 0
+
+
+@pytest.mark.parametrize(("queued", "expected"), [(0, 0), (4, 0), (5, 100), (8, 160), (10, 200)], ids=lambda x: str(x))
+def test_backoff_grows_from_half_full(queued: int, expected: int) -> None:
+    assert backoff_ms(queued, 10, 100) == expected

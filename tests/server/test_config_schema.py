@@ -130,3 +130,24 @@ def test_missing_file_raises_config_error(tmp_path: Path) -> None:
 
 def test_config_error_is_a_value_error() -> None:
     assert issubclass(ConfigError, ValueError)
+
+
+BEFORE_THE_MOVE = [
+    "_Strict", "QueueConfig", "RestartPolicy", "PoolConfig", "SessionConfig", "ServerConfig", "ArtifactsConfig",
+    "TrustPolicyConfig", "CatalogConfig", "ModelsConfig", "RegistryConfig", "OrchestratorConfig", "EMBEDDED_MODEL_REF",
+    "embedded_default", "load_config", "config_json_schema", "QueuePolicy", "MockSettings", "ConfigError",
+    "DEFAULT_POLICY", "load_public_key", "BudgetSpec", "Determinism", "TrustMode", "TrustPolicy", "Workload",
+]  # fmt: skip
+
+
+def test_every_name_the_config_module_had_is_still_importable_from_it() -> None:
+    """The models moved down to the rooms that own them; ``llama_orch.server.config`` re-exports them."""
+    from llama_orch import artifacts, catalog, pools, scheduler
+    from llama_orch.server import config
+
+    missing = [name for name in BEFORE_THE_MOVE if not hasattr(config, name)]
+    assert missing == []
+    assert config.PoolConfig is pools.PoolConfig and config.ModelsConfig is pools.ModelsConfig
+    assert config.SessionConfig is scheduler.SessionConfig and config.RegistryConfig is scheduler.RegistryConfig
+    assert config.CatalogConfig is catalog.CatalogConfig and config.ArtifactsConfig is artifacts.ArtifactsConfig
+    assert set(config.__all__) >= set(BEFORE_THE_MOVE) - {"_Strict"}

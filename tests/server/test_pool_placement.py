@@ -12,8 +12,8 @@ from aiohttp import web
 
 from llama_orch.engines.mock import MockSettings
 from llama_orch.pools import FakeInventory, GpuDevice
+from llama_orch.scheduler import Orchestrator
 from llama_orch.server._http import ORCH
-from llama_orch.server._orchestrator import Orchestrator
 from llama_orch.server.app import create_app
 from tests.conftest import fast_config, free_port, read_stream
 from tests.server.test_app import submit

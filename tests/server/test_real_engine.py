@@ -20,8 +20,8 @@ import pytest
 from aiohttp import web
 
 from llama_orch.pools._managed import ManagedLlamaCpp
+from llama_orch.scheduler import Orchestrator
 from llama_orch.server._http import ORCH
-from llama_orch.server._orchestrator import Orchestrator
 from llama_orch.server.app import create_app
 from llama_orch.server.config import ModelsConfig, OrchestratorConfig, PoolConfig
 from tests._engine import MODEL_CACHE, gemma_model

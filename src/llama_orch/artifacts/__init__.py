@@ -17,7 +17,15 @@ records both go through :class:`ArtifactStore`::
 
 from __future__ import annotations
 
+from llama_orch.artifacts._config import ArtifactsConfig
 from llama_orch.artifacts._ids import artifact_id, normalize_id
 from llama_orch.artifacts._store import DEFAULT_INLINE_MAX_BYTES, DEFAULT_MAX_BYTES, ArtifactStore
 
-__all__ = ["DEFAULT_INLINE_MAX_BYTES", "DEFAULT_MAX_BYTES", "ArtifactStore", "artifact_id", "normalize_id"]
+__all__ = [
+    "DEFAULT_INLINE_MAX_BYTES",
+    "DEFAULT_MAX_BYTES",
+    "ArtifactStore",
+    "ArtifactsConfig",
+    "artifact_id",
+    "normalize_id",
+]

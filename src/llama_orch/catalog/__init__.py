@@ -15,6 +15,7 @@ Signing a single-file model (the digest is ``sha256:`` plus ``sha256sum``'s hex)
 from __future__ import annotations
 
 from llama_orch.catalog._catalog import CATALOG_FILE, DEFAULT_POLICY, Catalog, resolve_policy
+from llama_orch.catalog._config import CatalogConfig, TrustPolicyConfig
 from llama_orch.catalog._verify import (
     VerificationStopped,
     load_public_key,
@@ -27,6 +28,8 @@ __all__ = [
     "CATALOG_FILE",
     "DEFAULT_POLICY",
     "Catalog",
+    "CatalogConfig",
+    "TrustPolicyConfig",
     "VerificationStopped",
     "load_public_key",
     "overall_digest",

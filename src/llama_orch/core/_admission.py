@@ -1,8 +1,13 @@
-"""Admission guardrails: everything checked before a task may be queued.
+"""Admission: everything decided before a task may be queued, as pure functions.
 
 Order of checks (the first failure is reported): pool pin, engine, model, workload, determinism,
-``ctx``, ``max_tokens``, prompt + ``max_tokens`` against the context. Deadlines depend on the
-queue and are checked by the caller once a pool is chosen.
+``ctx``, ``max_tokens``, prompt + ``max_tokens`` against the context (:func:`matching_pools`,
+:func:`check_limits`); then, over :class:`PoolSnapshot` s of the pools that fit, :func:`admit`:
+which of them admit now (else ``503 POOL_UNREADY`` / ``POOL_DRAINING``), the one predicted to start
+the task soonest, and the task's deadline against that prediction (``503 DEADLINE_UNMET``).
+
+Sessions, budgets and the queue's own capacity are checked by the caller once a pool is chosen
+(they change state, and admission here changes none).
 """
 
 from __future__ import annotations
@@ -11,7 +16,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llama_orch.errors import AdmissionError
+from pydantic import ValidationError
+
+from llama_orch.core._predict import QueueLoad, ServiceEstimator, predict_new
+from llama_orch.core._states import PoolState
+from llama_orch.errors import AdmissionError, OrchError
 from llama_orch_api import Determinism, ErrorCode, TaskRequest, Workload
 
 
@@ -26,6 +35,28 @@ class PoolLimits:
     max_tokens: int
     workloads: frozenset[Workload]
     determinism: frozenset[Determinism]
+
+
+def validation_error(exc: ValidationError) -> AdmissionError:
+    """A pydantic error as ``INVALID_PARAMS``, naming fields but never echoing their values."""
+    problems = [
+        {"loc": ".".join(str(p) for p in err["loc"]) or "<body>", "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    first = problems[0] if problems else {"loc": "<body>", "msg": "invalid"}
+    return AdmissionError(
+        ErrorCode.INVALID_PARAMS,
+        f"invalid request: {first['loc']}: {first['msg']}",
+        details={"errors": problems},
+    )
+
+
+def parse_task(body: bytes) -> TaskRequest:
+    """A ``TaskRequest`` from its JSON text, or :class:`AdmissionError` ``INVALID_PARAMS``."""
+    try:
+        return TaskRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
 
 
 def estimate_prompt_tokens(text: str) -> int:
@@ -133,3 +164,73 @@ def check_limits(request: TaskRequest, pools: list[PoolLimits]) -> list[PoolLimi
             pools=[p.pool_id for p in pools],
         )
     return fitting
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSnapshot:
+    """One pool as admission sees it at a moment."""
+
+    limits: PoolLimits
+    state: PoolState
+    admits: bool
+    """The state admits and the pool is not shutting down."""
+    load: QueueLoad
+    estimator: ServiceEstimator
+    """Read only, never changed here."""
+    unready: OrchError | None = None
+    """Why the pool is unready (its model could not be provisioned, no replica left)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Admission's decision: the pool to queue on and the predicted start."""
+
+    pool_id: str
+    predicted_start_ms: int
+
+
+def admit(request: TaskRequest, pools: Sequence[PoolSnapshot], now: float) -> Admission:
+    """Choose the pool for ``request`` among ``pools`` (those whose limits fit it, see
+    :func:`check_limits`), or raise :class:`AdmissionError`."""
+    admitting = [p for p in pools if p.admits]
+    if not admitting:
+        raise _not_admitting(pools)
+    if len(admitting) == 1:
+        chosen = admitting[0]
+        predicted = predict_new(chosen.load, request.priority, chosen.estimator, now)
+    else:
+        chosen, predicted = min(
+            ((p, predict_new(p.load, request.priority, p.estimator, now)) for p in admitting), key=lambda pp: pp[1]
+        )
+    predicted_ms = int(predicted)
+    deadline = request.deadline_ms
+    if deadline is not None and predicted_ms > deadline:
+        raise AdmissionError(
+            ErrorCode.DEADLINE_UNMET,
+            f"predicted start in {predicted_ms} ms misses the deadline of {deadline} ms",
+            retriable=True,
+            retry_after_ms=predicted_ms - deadline,
+            details={"predicted_start_ms": predicted_ms, "pool": chosen.limits.pool_id},
+        )
+    return Admission(chosen.limits.pool_id, predicted_ms)
+
+
+def _not_admitting(pools: Sequence[PoolSnapshot]) -> AdmissionError:
+    unready = [p.unready for p in pools if p.state is PoolState.unready and p.unready is not None]
+    if unready:
+        first = unready[0]
+        return AdmissionError(
+            ErrorCode.POOL_UNREADY,
+            first.message,
+            retriable=first.retriable,
+            retry_after_ms=first.retry_after_ms,
+            details=first.details,
+        )
+    states = {p.limits.pool_id: p.state.value for p in pools}
+    return AdmissionError(
+        ErrorCode.POOL_DRAINING,
+        f"no matching pool is admitting tasks now ({', '.join(f'{k}: {v}' for k, v in states.items())})",
+        retriable=True,
+        retry_after_ms=1000,
+        details={"pools": states},
+    )

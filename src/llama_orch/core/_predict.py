@@ -10,6 +10,10 @@ slot is free after its running task's remaining time; each queued task takes the
 first. That replay is exact for FIFO dispatch when the estimates hold. To keep admission O(1), only
 the first ``exact_limit`` queued tasks are replayed; the rest are added as fluid work spread evenly
 over the slots.
+
+:func:`predict_new` does this for a new task from a :class:`QueueLoad` (a snapshot of one pool's
+slots and queue); :func:`retry_after_ms` and :func:`backoff_ms` turn the same snapshot into the
+advice a refused or admitted client gets.
 """
 
 from __future__ import annotations
@@ -17,6 +21,14 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from llama_orch_api import Priority
+
+EXACT_PREDICTION_LIMIT = 64
+"""Queued tasks replayed exactly when predicting a start; the rest count as fluid work."""
+
+TYPICAL_MAX_TOKENS = 128
+"""The task size assumed when nothing is known (empty queue, no replica to look at)."""
 
 
 @dataclass(slots=True)
@@ -73,3 +85,90 @@ def predict_start_ms(
     if extra_ahead_ms > 0:
         return heap[0] + extra_ahead_ms / len(heap)
     return heap[0]
+
+
+@dataclass(frozen=True, slots=True)
+class RunningTask:
+    """A task decoding on a ready replica, as prediction sees it."""
+
+    started_at: float
+    """Monotonic seconds."""
+    max_tokens: int
+    tokens_out: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLoad:
+    """One pool's slots and queue at a moment: everything start-time prediction reads.
+
+    ``head_interactive`` / ``head_batch`` are the ``max_tokens`` of the first queued tasks of each
+    class in dispatch order; the pool lists at least :func:`head_needed` of each (fewer only when
+    the class has fewer).
+    """
+
+    running: tuple[RunningTask, ...]
+    free_slots: int
+    """Idle slots on ready replicas."""
+    queued_interactive: int
+    queued_batch: int
+    tokens_interactive: int
+    """Sum of ``max_tokens`` over the queued interactive tasks."""
+    tokens_batch: int
+    head_interactive: tuple[int, ...]
+    head_batch: tuple[int, ...]
+    total_slots: int
+    """All slots, ready or not (for retry advice)."""
+    capacity: int
+    """The queue's capacity."""
+
+    @property
+    def queued(self) -> int:
+        return self.queued_interactive + self.queued_batch
+
+
+def head_needed(ready_slots: int) -> int:
+    """How many queued tasks of each class :func:`predict_new` may replay exactly."""
+    return min(EXACT_PREDICTION_LIMIT, 2 * max(1, ready_slots))
+
+
+def predict_new(load: QueueLoad, priority: Priority, est: ServiceEstimator, now: float) -> float:
+    """Milliseconds until a task of ``priority`` submitted at ``now`` would start."""
+    free_in = [est.remaining_ms(r.max_tokens, r.tokens_out, (now - r.started_at) * 1000) for r in load.running]
+    if load.free_slots:
+        free_in.extend([0.0] * load.free_slots)
+    if not free_in:  # no replica can take work now: assume one comes back within a typical task
+        free_in = [est.service_ms(TYPICAL_MAX_TOKENS)]
+    interactive = priority is Priority.interactive
+    ahead_count = load.queued_interactive if interactive else load.queued
+    if ahead_count == 0:
+        return min(free_in)
+    # Replay exactly a few rounds of the slots; beyond that, queued work is fluid.
+    exact = min(ahead_count, EXACT_PREDICTION_LIMIT, 2 * len(free_in))
+    head = (
+        load.head_interactive
+        if interactive or len(load.head_interactive) >= exact
+        else (load.head_interactive + load.head_batch)
+    )
+    head = head[:exact]
+    first, fill, per_token = est.first_token_ms, est.fill_ratio, est.ms_per_token
+    services = [first + (m * fill if m * fill > 1.0 else 1.0) * per_token for m in head]
+    extra = 0.0
+    if ahead_count > exact:
+        tokens = load.tokens_interactive if interactive else load.tokens_interactive + load.tokens_batch
+        extra = (ahead_count - exact) * first + fill * (tokens - sum(head)) * per_token
+    return predict_start_ms(free_in, services, extra_ahead_ms=extra)
+
+
+def retry_after_ms(load: QueueLoad, est: ServiceEstimator) -> int:
+    """When a queue place is likely to free: the time for one slot to finish a typical task
+    (the task at the head of the queue, when there is one)."""
+    head = load.head_interactive or load.head_batch
+    typical = est.service_ms(head[0] if head else TYPICAL_MAX_TOKENS)
+    return max(1, int(typical / max(1, load.total_slots)))
+
+
+def backoff_ms(queued: int, capacity: int, retry_after: int) -> int:
+    """Advice for a client's next submission (``X-Backoff-Ms``): 0 until the queue is half full,
+    then growing with the fill to twice ``retry_after`` when full."""
+    fill = queued / capacity
+    return 0 if fill < 0.5 else int(retry_after * fill * 2)

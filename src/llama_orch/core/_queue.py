@@ -137,6 +137,14 @@ class BoundedPriorityQueue(Generic[T]):
         yield from self._interactive.items()
         yield from self._batch.items()
 
+    def lane(self, priority: Priority, n: int) -> Iterator[T]:
+        """The first ``n`` entries of class ``priority`` alone, in dispatch order."""
+        lane = self._interactive if priority is Priority.interactive else self._batch
+        for count, item in enumerate(lane.values()):
+            if count >= n:
+                return
+            yield item
+
     def head(self, n: int, priority: Priority) -> Iterator[T]:
         """The first ``n`` entries that a new ``priority`` entry would queue behind."""
         lanes = [self._interactive] if priority is Priority.interactive else [self._interactive, self._batch]

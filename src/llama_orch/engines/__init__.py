@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llama_orch.engines._base import Engine, EngineInfo, EngineRequest
+from llama_orch.engines._base import ChangeHook, Engine, EngineInfo, EngineRequest, EngineState
 from llama_orch.engines.llamacpp import LlamaCppEngine
 from llama_orch.engines.mock import MockEngine, MockFaults, MockSettings, mock_tokens
 from llama_orch.engines.openai import OpenAIEngine
@@ -11,9 +11,11 @@ from llama_orch.engines.triton import TritonBackend, TritonEngine
 from llama_orch.engines.vllm import VLLMEngine
 
 __all__ = [
+    "ChangeHook",
     "Engine",
     "EngineInfo",
     "EngineRequest",
+    "EngineState",
     "LlamaCppEngine",
     "MockEngine",
     "MockFaults",

@@ -5,13 +5,21 @@ available is yielded together, so the relay can write them in one frame write. C
 iterator (``aclose()``, or leaving an ``async for`` early) cancels generation at the engine.
 Every failure leaves an adapter as an :class:`~llama_orch.errors.EngineError` with a code from
 the taxonomy, raised ``from`` the engine's own exception.
+
+Readiness is asked of the seam, never of a concrete type: :attr:`Engine.state` (an
+:class:`EngineState`), :attr:`Engine.ready` and :attr:`Engine.last_error`, and a change hook
+(:meth:`Engine.on_change`) an engine calls whenever its state changes, so the scheduler learns
+that a supervised process died or came back without polling it. An engine with no life of its
+own (an HTTP adapter to a server someone else runs, the in-process mock) is always ``ready``.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
 from types import TracebackType
 
 from llama_orch_api import Determinism
@@ -43,10 +51,58 @@ class EngineInfo:
     determinism: frozenset[Determinism] = field(default_factory=frozenset)
 
 
+class EngineState(StrEnum):
+    """Where an engine replica is in its life; only ``ready`` takes tasks."""
+
+    starting = "starting"
+    ready = "ready"
+    restarting = "restarting"
+    """It failed and is being brought back (a supervised process restarting with backoff)."""
+    failed = "failed"
+    """It failed and nothing brings it back by itself."""
+    stopped = "stopped"
+
+
+ChangeHook = Callable[["Engine"], None]
+
+
 class Engine(abc.ABC):
     """One engine replica. Use as an async context manager, or call :meth:`start`/:meth:`aclose`."""
 
     name: str = "engine"
+    exclusive_strict: bool = False
+    """True when a ``strict`` task must run alone on this replica (its numerics depend on what else
+    is in the batch, as with llama.cpp's continuous batching); the dispatcher then keeps other
+    tasks off it while one runs, and starts one only on an idle replica."""
+    _change_hook: ChangeHook | None = None
+
+    @property
+    def state(self) -> EngineState:
+        """The engine's state; engines with no life of their own are always ready."""
+        return EngineState.ready
+
+    @property
+    def ready(self) -> bool:
+        """Whether the replica may take a task now."""
+        return self.state is EngineState.ready
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the engine is not ready (or last failed), when it knows."""
+        return None
+
+    def on_change(self, hook: ChangeHook | None) -> None:
+        """Call ``hook(engine)`` whenever :attr:`state` changes (one hook; None removes it)."""
+        self._change_hook = hook
+
+    def notify_change(self) -> None:
+        """For implementations: tell the hook that :attr:`state` changed."""
+        if self._change_hook is not None:
+            self._change_hook(self)
+
+    def use_model_file(self, path: Path | None) -> None:  # noqa: B027 - optional hook
+        """Called before :meth:`start` with the pool's provisioned local model file; engines that
+        load no file themselves (HTTP adapters, the mock) ignore it."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open connections or processes; the default has nothing to open."""

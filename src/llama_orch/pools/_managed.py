@@ -16,14 +16,14 @@ from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llama_orch.engines import Engine, EngineInfo, EngineRequest
+from llama_orch.engines import Engine, EngineInfo, EngineRequest, EngineState
 from llama_orch.errors import EngineError, OrchError
 from llama_orch.pools._provision import PreflightError, default_threads, find_llama_server, nvidia_gpus, place
-from llama_orch.pools._supervisor import LaunchSpec, ReplicaState, ReplicaSupervisor, RestartBackoff
+from llama_orch.pools._supervisor import LaunchSpec, ReplicaSupervisor, RestartBackoff
 from llama_orch_api import Determinism, ErrorCode
 
 if TYPE_CHECKING:
-    from llama_orch.server.config import PoolConfig
+    from llama_orch.pools._config import PoolConfig
 
 log = logging.getLogger("llama_orch.pools.managed")
 
@@ -56,6 +56,7 @@ class ManagedLlamaCpp(Engine):
     """One ``llama-server`` process this orchestrator runs, as an engine replica."""
 
     name = "llamacpp"
+    exclusive_strict = True  # llama.cpp's numerics depend on what else is in the batch
 
     def __init__(
         self,
@@ -81,8 +82,8 @@ class ManagedLlamaCpp(Engine):
         )
 
     @property
-    def state(self) -> ReplicaState:
-        return self.supervisor.state if self.supervisor is not None else ReplicaState.starting
+    def state(self) -> EngineState:
+        return self.supervisor.state if self.supervisor is not None else EngineState.starting
 
     @property
     def ready(self) -> bool:
@@ -100,6 +101,9 @@ class ManagedLlamaCpp(Engine):
     def base_url(self) -> str | None:
         engine = self.supervisor.engine if self.supervisor is not None else None
         return engine.base_url if engine is not None else None
+
+    def use_model_file(self, path: Path | None) -> None:
+        self.model_path = path
 
     async def start(self) -> None:
         if self.supervisor is not None:
@@ -139,6 +143,7 @@ class ManagedLlamaCpp(Engine):
         self._info = EngineInfo("llamacpp", binary.version, sup.ctx_per_slot, sup.slots, MANAGED_DETERMINISM)
 
     def _changed(self) -> None:
+        self.notify_change()
         if self._on_change is not None:
             self._on_change()
 

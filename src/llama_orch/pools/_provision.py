@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Literal
 from llama_orch.errors import ConfigError
 
 if TYPE_CHECKING:
-    from llama_orch.server.config import PoolConfig
+    from llama_orch.pools._config import PoolConfig
 
 log = logging.getLogger("llama_orch.pools.provision")
 

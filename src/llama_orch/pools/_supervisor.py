@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import random
 import signal
@@ -32,7 +31,7 @@ from typing import Any
 
 import aiohttp
 
-from llama_orch.engines import LlamaCppEngine
+from llama_orch.engines import EngineState, LlamaCppEngine
 from llama_orch.pools._process import EngineProcess, child_env, describe_exit
 from llama_orch_api import Determinism
 
@@ -44,12 +43,8 @@ HUNG_AFTER_FAILED_CHECKS = 3
 _PROBE_TIMEOUT = aiohttp.ClientTimeout(total=120)
 
 
-class ReplicaState(enum.StrEnum):
-    starting = "starting"
-    ready = "ready"
-    restarting = "restarting"
-    failed = "failed"
-    stopped = "stopped"
+ReplicaState = EngineState
+"""A supervised process's state is its engine's state (the seam's vocabulary)."""
 
 
 @dataclass(frozen=True, slots=True)

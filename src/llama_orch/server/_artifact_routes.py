@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from pydantic import ValidationError
 
+from llama_orch.core import validation_error
 from llama_orch.errors import OrchError
 from llama_orch.server._http import ARTIFACTS, CONFIG, E, Route, json_response, read_body
-from llama_orch.server._orchestrator import validation_error
 from llama_orch_api import Artifact, ArtifactCreate, ArtifactLineage, ArtifactList, ArtifactRef, ErrorCode
 
 LIST_QUERY = ("tag", "kind", "session_id", "task_id", "parent", "limit", "cursor")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from llama_orch.server import _lifecycle
+from llama_orch import scheduler
 from llama_orch.server._http import ORCH, E, Route, json_response, read_model
 from llama_orch_api import (
     Capabilities,
@@ -34,7 +34,7 @@ async def pool_health(request: web.Request) -> web.Response:
 async def drain_pool(request: web.Request) -> web.Response:
     pool = request.app[ORCH].pool(request.match_info["id"])
     body = await read_model(request, DrainRequest)
-    return json_response(await _lifecycle.drain(pool, body.deadline_ms))
+    return json_response(await scheduler.drain(pool, body.deadline_ms))
 
 
 async def reload_pool(request: web.Request) -> web.Response:
@@ -44,7 +44,7 @@ async def reload_pool(request: web.Request) -> web.Response:
     if orch.catalog is not None:
         orch.catalog.check_admissible(body.model_ref)
     try:
-        return json_response(await _lifecycle.reload(pool, body.model_ref, body.deadline_ms))
+        return json_response(await scheduler.reload(pool, body.model_ref, body.deadline_ms))
     finally:
         orch.pools_changed()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from llama_orch.core import parse_task
 from llama_orch.errors import OrchError
 from llama_orch.server._http import CID, CONFIG, ORCH, E, Route, json_response, read_body
 from llama_orch_api import AdmissionResponse, ErrorCode, SessionInfo, TaskRequest
@@ -11,7 +12,7 @@ from llama_orch_api import AdmissionResponse, ErrorCode, SessionInfo, TaskReques
 
 async def create_task(request: web.Request) -> web.Response:
     orch = request.app[ORCH]
-    admitted = orch.submit(await read_body(request))
+    admitted = orch.submit(parse_task(await read_body(request)))
     headers = {"Location": admitted.stream_url, "X-Backoff-Ms": str(admitted.backoff_ms)}
     if admitted.session_id is not None:
         headers.update(orch.budget_headers(admitted.session_id))

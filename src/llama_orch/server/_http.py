@@ -12,8 +12,9 @@ from pydantic import BaseModel, ValidationError
 
 from llama_orch.artifacts import ArtifactStore
 from llama_orch.catalog import Catalog
+from llama_orch.core import validation_error
 from llama_orch.errors import AdmissionError, OrchError
-from llama_orch.server._orchestrator import Orchestrator, validation_error
+from llama_orch.scheduler import Orchestrator
 from llama_orch.server.config import OrchestratorConfig
 from llama_orch_api import ErrorCode, ErrorEnvelope
 

@@ -20,6 +20,7 @@ from aiohttp import web
 from llama_orch.artifacts import ArtifactStore
 from llama_orch.catalog import Catalog
 from llama_orch.errors import OrchError
+from llama_orch.scheduler import Orchestrator, RecordWriter
 from llama_orch.server import (
     _artifact_routes,
     _catalog_routes,
@@ -29,8 +30,6 @@ from llama_orch.server import (
     openapi,
 )
 from llama_orch.server._http import ARTIFACTS, CATALOG, CID, CONFIG, ORCH, Handler, Route, error_response
-from llama_orch.server._orchestrator import Orchestrator
-from llama_orch.server._records import RecordWriter
 from llama_orch.server.config import OrchestratorConfig
 from llama_orch_api import ErrorCode
 
@@ -100,7 +99,7 @@ def create_app(config: OrchestratorConfig) -> web.Application:
     app[CATALOG] = Catalog.in_data_dir(
         config.data_dir, trusted_keys=config.catalog.trusted_keys, default_policy=config.catalog.policy()
     )
-    orchestrator = app[ORCH] = Orchestrator(config)
+    orchestrator = app[ORCH] = Orchestrator(config.scheduler_settings())
     orchestrator.catalog = app[CATALOG]
     orchestrator.records = RecordWriter(app[ARTIFACTS].put)
     for route in ROUTES:

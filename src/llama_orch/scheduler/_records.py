@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from llama_orch.server._tasks import TaskRecord
+from llama_orch.scheduler._tasks import TaskRecord
 
 log = logging.getLogger("llama_orch.records")
 

@@ -1,6 +1,8 @@
-"""A task's life on the server: its request, state and SSE event log.
+"""A task's life in the scheduler: its request, state and event log.
 
-Every event a task emits is encoded once, as a ready-to-send SSE frame, and kept in order. The
+Every event a task emits is encoded once, in the ``text/event-stream`` format it is read in (a
+format, not a transport: the server only writes the bytes), and kept in order; readers write
+everything already there in one go. The
 event id is the frame's 1-based index, so a client reconnecting with ``Last-Event-ID: n`` (or
 subscribing late) gets exactly frames ``n+1…``. Once a terminal event (``end`` or ``error``) is in
 the log nothing more is ever appended: that single rule makes cancel race-free.

@@ -17,8 +17,10 @@ import logging
 import time
 from pathlib import Path
 
+from llama_orch.core import PoolState
 from llama_orch.errors import ModelUnavailable, OrchError
-from llama_orch.server._pool import Pool, Replica
+from llama_orch.scheduler._pool import Pool
+from llama_orch.scheduler._replicas import Replica
 from llama_orch_api import ErrorCode, PoolOperation
 
 log = logging.getLogger("llama_orch.pool")
@@ -31,10 +33,10 @@ def _elapsed_ms(began: float) -> int:
 
 
 async def drain(pool: Pool, deadline_ms: int) -> PoolOperation:
-    if pool.state in ("draining", "reloading"):
-        raise OrchError(ErrorCode.CONFLICT, f"pool {pool.pool_id!r} is already {pool.state}")
+    if pool.state.busy:
+        raise OrchError(ErrorCode.CONFLICT, f"pool {pool.pool_id!r} is already {pool.state.value}")
     began = time.monotonic()
-    pool.state = "draining"
+    pool.state = PoolState.draining
     pool.drain_deadline_ms = deadline_ms
     log.info("draining pool %s (deadline %d ms)", pool.pool_id, deadline_ms, extra={"pool": pool.pool_id})
     before = len(pool.queue) + len(pool.running)
@@ -51,7 +53,7 @@ async def drain(pool: Pool, deadline_ms: int) -> PoolOperation:
         )
     )
     await pool.wait_runners()
-    pool.state = "drained"
+    pool.state = PoolState.drained
     pool.drain_deadline_ms = None
     return PoolOperation(
         pool=pool.pool_id,
@@ -82,12 +84,12 @@ async def _check_loadable(pool: Pool, model_ref: str) -> Path | None:
 
 
 async def reload(pool: Pool, model_ref: str, deadline_ms: int) -> PoolOperation:
-    if pool.state in ("draining", "reloading"):
-        raise OrchError(ErrorCode.CONFLICT, f"pool {pool.pool_id!r} is {pool.state}; try again when it is done")
+    if pool.state.busy:
+        raise OrchError(ErrorCode.CONFLICT, f"pool {pool.pool_id!r} is {pool.state.value}; try again when it is done")
     began = time.monotonic()
     previous_state, previous_model = pool.state, pool.model_ref
-    pool.state = "reloading"
-    pool.generation += 1
+    pool.state = PoolState.reloading
+    pool.replica_set.generation += 1
     fresh: list[Replica] = pool.new_replicas(model_ref)
     try:
         async with asyncio.timeout(deadline_ms / 1000):
@@ -118,7 +120,7 @@ async def reload(pool: Pool, model_ref: str, deadline_ms: int) -> PoolOperation:
     pool.model_path, pool.unready_error = model_path, None
     if fresh:
         pool.describe_engine(fresh[0].engine)
-    pool.state = "ready"
+    pool.state = PoolState.ready
     pool.last_error = None
     pool.pump()
     log.info("pool %s reloaded: %s -> %s", pool.pool_id, previous_model, model_ref)

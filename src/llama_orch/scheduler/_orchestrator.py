@@ -1,6 +1,8 @@
-"""The orchestrator: admission across pools, the task table, sessions, retention.
+"""The orchestrator: the task table, admission across pools, sessions and budgets, retention.
 
-It knows nothing of HTTP; the routes in :mod:`llama_orch.server.app` translate to and from it.
+It knows nothing of HTTP; the server's routes translate to and from it. Every decision is made by
+``core`` (``matching_pools``/``check_limits``/``admit`` over the pools' snapshots, ``Budget``
+reservations, ``SessionRegistry``); this class holds the state those decisions change.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from pydantic import ValidationError
-
 from llama_orch.core import (
     SAMPLER_PROFILES,
     Budget,
@@ -23,50 +23,30 @@ from llama_orch.core import (
     PoolLimits,
     Session,
     SessionRegistry,
+    admit,
+    backoff_ms,
     check_limits,
     match_key,
     matching_pools,
 )
 from llama_orch.errors import AdmissionError, OrchError, QueueFullError
 from llama_orch.pools import Inventory, detect
-from llama_orch.server._pool import Pool
-from llama_orch.server._records import RecordWriter, record_content
-from llama_orch.server._registry import Registry
-from llama_orch.server._tasks import TaskRecord
-from llama_orch.server.config import OrchestratorConfig
+from llama_orch.scheduler import _views
+from llama_orch.scheduler._config import SchedulerSettings
+from llama_orch.scheduler._pool import Pool
+from llama_orch.scheduler._records import RecordWriter, record_content
+from llama_orch.scheduler._registry import Registry
+from llama_orch.scheduler._tasks import TaskRecord
 from llama_orch_api import (
-    API_VERSION,
-    BudgetInfo,
     Capabilities,
     ErrorCode,
-    FeatureFlags,
-    PoolCapability,
     PoolHealth,
-    RateLimits,
-    ReplicaSet,
     ReplicaSetList,
-    ReplicaStatus,
-    SamplerProfile,
     SessionInfo,
-    SloSnapshot,
     TaskRequest,
 )
 
 log = logging.getLogger("llama_orch.orchestrator")
-
-
-def validation_error(exc: ValidationError) -> AdmissionError:
-    """A pydantic error as ``INVALID_PARAMS``, naming fields but never echoing their values."""
-    problems = [
-        {"loc": ".".join(str(p) for p in err["loc"]) or "<body>", "msg": err["msg"], "type": err["type"]}
-        for err in exc.errors(include_url=False, include_input=False, include_context=False)
-    ]
-    first = problems[0] if problems else {"loc": "<body>", "msg": "invalid"}
-    return AdmissionError(
-        ErrorCode.INVALID_PARAMS,
-        f"invalid request: {first['loc']}: {first['msg']}",
-        details={"errors": problems},
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +86,9 @@ class AdmissionGate(Protocol):
 
 
 class Orchestrator:
-    def __init__(self, config: OrchestratorConfig) -> None:
-        self.config = config
-        self.sessions = SessionRegistry(config.sessions.ttl_s, config.sessions.max_turns)
+    def __init__(self, settings: SchedulerSettings) -> None:
+        self.settings = settings
+        self.sessions = SessionRegistry(settings.sessions.ttl_s, settings.sessions.max_turns)
         self.tasks: dict[str, TaskRecord] = {}
         self._finished: dict[str, float] = {}
         self.pools: dict[str, Pool] = {
@@ -116,11 +96,11 @@ class Orchestrator:
                 p,
                 on_finished=self._on_finished,
                 session_of=lambda sid: self.sessions.get(sid, time.monotonic()),
-                metrics_interval_s=config.server.metrics_interval_s,
-                models=config.models,
-                data_dir=config.data_dir,
+                metrics_interval_s=settings.metrics_interval_s,
+                models=settings.models,
+                data_dir=settings.data_dir,
             )
-            for p in config.pools
+            for p in settings.pools
         }
         self._sweeper: asyncio.Task[None] | None = None
         self._match_cache: dict[tuple[object, ...], list[PoolLimits]] = {}
@@ -128,7 +108,7 @@ class Orchestrator:
         """Set by the app when a model catalog is configured; consulted on every admission."""
         self.records: RecordWriter | None = None
         """Set by the app: where every finished task's record artifact goes."""
-        self.registry = Registry(self.pools, config.registry)
+        self.registry = Registry(self.pools, settings.registry)
         """Replicas registered by pool-managerd hosts (they join their pools' placement)."""
         self.inventory: Inventory | None = None
         """This host's GPUs (NVML, detected at start unless set before): placement prefers the
@@ -166,12 +146,8 @@ class Orchestrator:
 
     # -- tasks ----------------------------------------------------------------------------------
 
-    def submit(self, body: bytes) -> Admitted:
-        """Validate, check guardrails, queue. Raises :class:`OrchError` subclasses."""
-        try:
-            request = TaskRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise validation_error(exc) from None
+    def submit(self, request: TaskRequest) -> Admitted:
+        """Check guardrails, choose a pool, reserve the budget, queue. Raises :class:`OrchError` subclasses."""
         task_id = request.task_id or os.urandom(16).hex()
         if task_id in self.tasks:
             raise AdmissionError(ErrorCode.TASK_EXISTS, f"task {task_id!r} already exists")
@@ -191,43 +167,11 @@ class Orchestrator:
                 self._match_cache[key] = matching
         candidates = check_limits(request, matching)
         now = time.monotonic()
-        pools = [pool for c in candidates if (pool := self.pools[c.pool_id]).admits]
-        if not pools:
-            unready = [
-                e for c in candidates if (p := self.pools[c.pool_id]).state == "unready" and (e := p.unready_error)
-            ]
-            if unready:
-                first = unready[0]
-                raise AdmissionError(
-                    ErrorCode.POOL_UNREADY,
-                    first.message,
-                    retriable=first.retriable,
-                    retry_after_ms=first.retry_after_ms,
-                    details=first.details,
-                )
-            states = {c.pool_id: self.pools[c.pool_id].state for c in candidates}
-            raise AdmissionError(
-                ErrorCode.POOL_DRAINING,
-                f"no matching pool is admitting tasks now ({', '.join(f'{k}: {v}' for k, v in states.items())})",
-                retriable=True,
-                retry_after_ms=1000,
-                details={"pools": states},
-            )
-        if len(pools) == 1:
-            pool, predicted = pools[0], pools[0].predict_new(request.priority, now)
-        else:
-            pool, predicted = min(((p, p.predict_new(request.priority, now)) for p in pools), key=lambda pp: pp[1])
+        decision = admit(request, [self.pools[c.pool_id].snapshot(now) for c in candidates], now)
+        pool = self.pools[decision.pool_id]
         if self.catalog is not None:
             self.catalog.check_admissible(pool.model_ref)
-        predicted_ms = int(predicted)
-        if request.deadline_ms is not None and predicted_ms > request.deadline_ms:
-            raise AdmissionError(
-                ErrorCode.DEADLINE_UNMET,
-                f"predicted start in {predicted_ms} ms misses the deadline of {request.deadline_ms} ms",
-                retriable=True,
-                retry_after_ms=predicted_ms - request.deadline_ms,
-                details={"predicted_start_ms": predicted_ms, "pool": pool.pool_id},
-            )
+        predicted_ms = decision.predicted_start_ms
         record = TaskRecord(task_id, request, pool.pool_id, queue_position=0, predicted_start_ms=predicted_ms, now=now)
         session = self.sessions.touch(request.session_id, now) if request.session_id is not None else None
         budget = self._reserve(session, request, task_id, pool) if session is not None else None
@@ -238,27 +182,26 @@ class Orchestrator:
                 session.in_flight = max(0, session.in_flight - 1)
             if budget is not None:
                 budget.release(task_id)
-            retry = pool.retry_after_ms()
             policy = pool.queue.policy.value
             raise QueueFullError(
                 ErrorCode.ADMISSION_REJECT,
                 f"pool {pool.pool_id!r} queue is full ({pool.queue.capacity} tasks, policy {policy})",
                 retriable=True,
-                retry_after_ms=retry,
+                retry_after_ms=pool.retry_after_ms(),
                 policy_label=f"queue-full:{policy}",
                 engine=pool.config.engine,
             ) from None
         record.queue_position = pushed.position
         self.tasks[task_id] = record
+        depth = len(pool.queue)
         record.emit(
             "metrics",
-            f'{{"queue_position":{pushed.position},"predicted_start_ms":{predicted_ms},'
-            f'"queue_depth":{len(pool.queue)}}}',
+            f'{{"queue_position":{pushed.position},"predicted_start_ms":{predicted_ms},"queue_depth":{depth}}}',
         )
         pool.pump()
-        return Admitted(
-            task_id, pool.pool_id, request.session_id, pushed.position, predicted_ms, self._backoff_ms(pool)
-        )
+        depth, capacity = len(pool.queue), pool.queue.capacity
+        backoff = backoff_ms(depth, capacity, pool.retry_after_ms()) if depth * 2 >= capacity else 0
+        return Admitted(task_id, pool.pool_id, request.session_id, pushed.position, predicted_ms, backoff)
 
     def pools_changed(self) -> None:
         """Call after a pool's model or limits change (reload): forget cached pool matches."""
@@ -273,7 +216,7 @@ class Orchestrator:
                 details={"dimension": "turns"},
             )
         if session.budget is None:
-            spec = request.budget or self.config.sessions.default_budget
+            spec = request.budget or self.settings.sessions.default_budget
             if spec is not None:
                 session.budget = Budget(tokens_limit=spec.tokens, wall_ms_limit=spec.wall_ms, cost_limit=spec.cost)
         budget = session.budget
@@ -285,7 +228,7 @@ class Orchestrator:
                 raise AdmissionError(
                     ErrorCode.BUDGET_EXCEEDED,
                     exc.message,
-                    details={"dimension": exc.dimension, "budget": budget_info(budget).model_dump()},
+                    details={"dimension": exc.dimension, "budget": _views.budget_info(budget).model_dump()},
                 ) from None
         session.in_flight += 1
         return budget
@@ -295,19 +238,7 @@ class Orchestrator:
         session = self.sessions.get(session_id, time.monotonic()) if session_id else None
         if session is None or session.budget is None:
             return {}
-        budget, headers = session.budget, {}
-        if (tokens := budget.tokens_remaining()) is not None:
-            headers["X-Budget-Tokens-Remaining"] = str(tokens)
-        if (cost := budget.cost_remaining()) is not None:
-            headers["X-Budget-Cost-Remaining"] = f"{cost:.6g}"
-        if (wall := budget.wall_ms_remaining()) is not None:
-            headers["X-Budget-Wall-Ms-Remaining"] = str(wall)
-        return headers
-
-    def _backoff_ms(self, pool: Pool) -> int:
-        """Advice for the client's next submission: 0 until the queue is half full."""
-        fill = len(pool.queue) / pool.queue.capacity
-        return 0 if fill < 0.5 else int(pool.retry_after_ms() * fill * 2)
+        return _views.budget_headers(session.budget)
 
     def get_task(self, task_id: str) -> TaskRecord:
         record = self.tasks.get(task_id)
@@ -351,8 +282,8 @@ class Orchestrator:
 
     def sweep(self, now: float) -> int:
         """Forget finished tasks past retention (and beyond the retained-count cap)."""
-        retention = self.config.server.event_retention_s
-        cap = self.config.server.max_retained_tasks
+        retention = self.settings.event_retention_s
+        cap = self.settings.max_retained_tasks
         dropped = 0
         for task_id, finished_at in list(self._finished.items()):
             if now - finished_at < retention and len(self._finished) <= cap:
@@ -382,7 +313,7 @@ class Orchestrator:
                 log.info("ended %d task(s) on retired model %s in pool %s", ended, pool.model_ref, pool.pool_id)
 
     async def _sweep_forever(self) -> None:
-        interval = max(0.05, min(1.0, self.config.server.event_retention_s / 4))
+        interval = max(0.05, min(1.0, self.settings.event_retention_s / 4))
         while True:
             await asyncio.sleep(interval)
             self.sweep(time.monotonic())
@@ -397,70 +328,21 @@ class Orchestrator:
         for replica in local:
             replica.gpus = tuple(g for g in readings if replica.devices and g.index in replica.devices)
 
-    # -- sessions and capabilities --------------------------------------------------------------
+    # -- sessions, capabilities, pools ----------------------------------------------------------
 
     def session_info(self, session_id: str) -> SessionInfo:
         now = time.monotonic()
         session = self.sessions.get(session_id, now)
         if session is None:
             raise OrchError(ErrorCode.NOT_FOUND, f"no session {session_id!r} (unknown or expired)")
-        return SessionInfo(
-            session_id=session.session_id,
-            ttl_ms_remaining=session.ttl_ms_remaining(now),
-            turns=session.turns,
-            max_turns=self.sessions.max_turns,
-            kv_warmth=session.kv_warm,
-            pool=session.pool,
-            replica=session.replica,
-            tokens_used=session.tokens_used,
-            budget=budget_info(session.budget) if session.budget is not None else None,
-        )
+        return _views.session_info(session, now, self.sessions.max_turns)
 
     def delete_session(self, session_id: str) -> None:
         if not self.sessions.delete(session_id, time.monotonic()):
             raise OrchError(ErrorCode.NOT_FOUND, f"no session {session_id!r} (unknown or expired)")
 
     def capabilities(self) -> Capabilities:
-        server = self.config.server
-        return Capabilities(
-            api_version=API_VERSION,
-            pools=[
-                PoolCapability(
-                    id=pool.pool_id,
-                    engine=pool.config.engine,
-                    engine_version=pool.engine_version,
-                    model_ref=pool.model_ref,
-                    ctx_max=pool.ctx_max,
-                    max_tokens=pool.config.max_tokens,
-                    max_tokens_out=pool.config.max_tokens,
-                    slots=pool.total_slots,
-                    concurrency=pool.total_slots,
-                    replicas=len(pool.replicas),
-                    workloads=sorted(pool.limits.workloads, key=lambda w: w.value),
-                    determinism=sorted(pool.limits.determinism, key=lambda d: d.value),
-                    queue_capacity=pool.queue.capacity,
-                    queue_policy=pool.queue.policy.value,
-                    price_per_token=pool.config.price_per_token,
-                    rate_limits=RateLimits(
-                        queue_capacity=pool.queue.capacity,
-                        queue_policy=pool.queue.policy.value,
-                        max_body_bytes=server.max_body_bytes,
-                    ),
-                    features=FeatureFlags(
-                        determinism=sorted(d.value for d in pool.limits.determinism),
-                        kv_reuse=pool.config.engine != "mock",
-                        embeddings=False,
-                    ),
-                )
-                for pool in self.pools.values()
-            ],
-            sampler_profiles=[
-                SamplerProfile(name=p.name, params=p.params(), deterministic=p.deterministic, notes=p.notes)
-                for p in SAMPLER_PROFILES.values()
-            ],
-        )
-
-    # -- pools and replica sets -----------------------------------------------------------------
+        return _views.capabilities(self.pools.values(), max_body_bytes=self.settings.max_body_bytes)
 
     def pool(self, pool_id: str) -> Pool:
         pool = self.pools.get(pool_id)
@@ -468,80 +350,11 @@ class Orchestrator:
             raise OrchError(ErrorCode.NOT_FOUND, f"no pool {pool_id!r}", details={"known_pools": sorted(self.pools)})
         return pool
 
-    @staticmethod
-    def _replica_statuses(pool: Pool) -> list[ReplicaStatus]:
-        state = pool.state if pool.state in ("draining", "drained", "unready") else "ready"
-        return [
-            ReplicaStatus(
-                id=r.replica_id,
-                state=state if r.ready or state != "ready" else "unready",
-                model_ref=r.model_ref,
-                slots_total=r.slots,
-                slots_free=max(0, r.slots - r.active),
-                devices=sorted(r.devices) if r.devices is not None else None,
-                vram_total_bytes=sum(g.vram_total_bytes for g in r.gpus) if r.gpus else None,
-                vram_free_bytes=r.vram_free_bytes,
-                gpu_utilization_pct=max(
-                    (g.utilization_pct for g in r.gpus if g.utilization_pct is not None), default=None
-                ),
-                host=r.host,
-            )
-            for r in pool.replicas
-        ]
-
     def pool_health(self, pool_id: str) -> PoolHealth:
-        pool = self.pool(pool_id)
-        return PoolHealth(
-            pool=pool.pool_id,
-            state=pool.state,
-            live=not pool.closing,
-            ready=pool.admits,
-            model_ref=pool.model_ref,
-            engine=pool.config.engine,
-            engine_version=pool.engine_version,
-            replicas=self._replica_statuses(pool),
-            queue_depth=len(pool.queue),
-            active=pool.active,
-            drain_deadline_ms=pool.drain_deadline_ms,
-            last_error=pool.last_error,
-        )
+        return _views.pool_health(self.pool(pool_id))
 
     def replicasets(self) -> ReplicaSetList:
-        now = time.monotonic()
-        sets = []
-        for pool in self.pools.values():
-            total = pool.total_slots
-            busy = pool.active
-            sets.append(
-                ReplicaSet(
-                    pool=pool.pool_id,
-                    engine=pool.config.engine,
-                    engine_version=pool.engine_version,
-                    model_ref=pool.model_ref,
-                    state=pool.state,
-                    load=round(busy / total, 4) if total else 0.0,
-                    slots_total=total,
-                    slots_free=max(0, total - busy),
-                    queue_depth=len(pool.queue),
-                    queue_capacity=pool.queue.capacity,
-                    replicas=self._replica_statuses(pool),
-                    slo=SloSnapshot.model_validate(pool.slo.snapshot(now)),
-                )
-            )
-        return ReplicaSetList(replicasets=sets)
+        return _views.replicasets(self.pools.values(), time.monotonic())
 
 
-def budget_info(budget: Budget) -> BudgetInfo:
-    return BudgetInfo(
-        tokens_limit=budget.tokens_limit,
-        tokens_used=budget.tokens_used,
-        tokens_reserved=budget.tokens_reserved,
-        tokens_remaining=budget.tokens_remaining(),
-        wall_ms_limit=budget.wall_ms_limit,
-        wall_ms_used=int(budget.wall_ms_used),
-        wall_ms_remaining=budget.wall_ms_remaining(),
-        cost_limit=budget.cost_limit,
-        cost_used=round(budget.cost_used, 9),
-        cost_reserved=round(budget.cost_reserved, 9),
-        cost_remaining=budget.cost_remaining(),
-    )
+__all__ = ["AdmissionGate", "Admitted", "Orchestrator"]

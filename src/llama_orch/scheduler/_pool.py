@@ -1,101 +1,49 @@
-"""A pool at run time: its bounded queue, replicas, and the dispatcher that feeds them.
+"""A pool at run time: its bounded queue, its replica set, and the dispatcher that feeds them.
 
-Dispatch is event-driven: :meth:`Pool.pump` runs whenever a task is queued or a slot frees, and
-starts queued tasks while slots are free. Each started task runs as an asyncio task owned by the
-pool (cancelled on shutdown or by a client's cancel); nothing is fire-and-forget.
+Dispatch is event-driven: :meth:`Pool.pump` runs whenever a task is queued, a slot frees or a
+replica becomes ready, and starts queued tasks while slots are free. Each started task runs as an
+asyncio task owned by the pool (cancelled on shutdown or by a client's cancel); nothing is
+fire-and-forget. The relay (:func:`~llama_orch.scheduler._relay.relay`) copies the engine's
+stream into the task's events.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from llama_orch.core import (
     SAMPLER_PROFILES,
     BoundedPriorityQueue,
     Budget,
-    PlacementRequest,
     PoolLimits,
+    PoolSnapshot,
+    PoolState,
     Pushed,
-    ReplicaView,
+    QueueLoad,
+    RunningTask,
     ServiceEstimator,
     Session,
     SloWindow,
-    place,
-    predict_start_ms,
+    head_needed,
+    predict_new,
 )
-from llama_orch.engines import Engine, EngineRequest, LlamaCppEngine, MockEngine
+from llama_orch.engines import Engine, EngineRequest
 from llama_orch.errors import ConfigError, EngineError, ModelUnavailable, OrchError
-from llama_orch.pools import GpuDevice, resolve_model
-from llama_orch.pools._managed import EngineStartError, ManagedLlamaCpp
-from llama_orch.pools._provision import PreflightError
-from llama_orch.pools._supervisor import ReplicaState
-from llama_orch.server._tasks import TaskRecord, TaskState
-from llama_orch.server.config import ModelsConfig, PoolConfig
+from llama_orch.pools import ModelsConfig, PoolConfig, build_engine, resolve_model
+from llama_orch.scheduler._dispatch import Dispatcher
+from llama_orch.scheduler._relay import RelayTimeouts, relay
+from llama_orch.scheduler._replicas import Replica, ReplicaSet
+from llama_orch.scheduler._tasks import TaskRecord, TaskState
 from llama_orch_api import Determinism, ErrorCode, Priority, StartedEvent
 
 log = logging.getLogger("llama_orch.pool")
 
-EXACT_PREDICTION_LIMIT = 64
-"""Queued tasks replayed exactly when predicting a start; the rest count as fluid work."""
-
-
-@dataclass(eq=False)
-class Replica:
-    replica_id: str
-    engine: Engine
-    slots: int
-    model_ref: str
-    active: int = 0
-    running: dict[str, TaskRecord] = field(default_factory=dict)
-    ready: bool = True
-    """False while the replica cannot take tasks (unhealthy, restarting, its host silent): placement skips it."""
-    devices: frozenset[int] | None = None
-    """Its device mask (GPU indices on its host); None on CPU."""
-    gpus: tuple[GpuDevice, ...] = ()
-    """The latest readings of its devices (GPU inventory, or a remote host's heartbeat)."""
-    host: str | None = None
-    """The pool-managerd host of a registered remote replica; None for local ones."""
-
-    @property
-    def vram_free_bytes(self) -> int | None:
-        return sum(g.vram_free_bytes for g in self.gpus) if self.gpus else None
-
-    def view(self, pool_id: str) -> ReplicaView:
-        return ReplicaView(
-            self.replica_id, pool_id, self.ready, self.slots, self.active, self.devices, self.vram_free_bytes
-        )
-
-
-def build_engine(
-    config: PoolConfig,
-    *,
-    replica_id: str = "",
-    model_ref: str | None = None,
-    on_change: Callable[[], None] | None = None,
-) -> Engine:
-    """One engine replica from its pool's configuration (unstarted)."""
-    if config.managed:
-        return ManagedLlamaCpp(config, replica_id, model_ref=model_ref or config.model_ref, on_change=on_change)
-    if config.endpoint is not None:
-        determinism = frozenset({Determinism.best_effort})
-        if config.engine == "mock":
-            determinism = frozenset({Determinism.strict, Determinism.best_effort})
-        return LlamaCppEngine(
-            config.endpoint,
-            engine_name=config.engine,
-            slots=config.slots or config.mock.slots,
-            ctx_max=config.ctx_max or config.mock.ctx_max,
-            version="mock-1" if config.engine == "mock" else "unknown",
-            determinism=determinism,
-        )
-    return MockEngine(config.mock)
+_EMPTY_LOAD = QueueLoad((), 0, 0, 0, 0, 0, (), (), 0, 1)
 
 
 class Pool:
@@ -114,22 +62,23 @@ class Pool:
         self.config = config
         self.queue: BoundedPriorityQueue[TaskRecord] = BoundedPriorityQueue(config.queue.capacity, config.queue.policy)
         self.model_ref = config.model_ref
-        self.generation = 0
-        self.replicas = self.new_replicas(config.model_ref)
+        self.replica_set = ReplicaSet(config, self._replica_changed)
+        self.replica_set.replicas = self.replica_set.build(config.model_ref)
+        self.dispatcher = Dispatcher(config.id)
         # With no local replica (only registered remote ones serve it), describe an unstarted engine.
         info = (self.replicas[0].engine if self.replicas else build_engine(config)).describe()
         self.engine_version = info.version
         self.ctx_max = config.ctx_max or info.ctx_max
         modes = frozenset(config.determinism) if config.determinism is not None else info.determinism
         self.determinism = modes | {Determinism.best_effort}
-        self.state = "ready"
-        """ready | draining | drained | reloading | unready — only a ready (or reloading) pool admits."""
+        self.state = PoolState.ready
+        """Only a ready (or reloading) pool admits."""
         self.last_error: str | None = None
         self.drain_deadline_ms: int | None = None
         self.model_path: Path | None = None
         """The local model file once provisioned (see :meth:`provision_model`)."""
         self.unready_error: OrchError | None = None
-        """While ``state`` is ``unready``: why (the model could not be provisioned)."""
+        """While ``state`` is ``unready``: why (the model could not be provisioned, no replica left)."""
         self._models = models or ModelsConfig()
         self._data_dir = data_dir
         self.slo = SloWindow()
@@ -142,17 +91,13 @@ class Pool:
             )
         else:
             self.estimator = ServiceEstimator(first_token_ms=200.0, ms_per_token=20.0)
+        self.timeouts = RelayTimeouts(config.first_token_timeout_s, config.token_timeout_s)
         self._queued_tokens = {Priority.interactive: 0, Priority.batch: 0}
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._on_finished = on_finished
         self._session_of = session_of
         self._metrics_interval_s = metrics_interval_s
         self._closing = False
-        self._retired_running: dict[str, TaskRecord] = {}
-        self._retired_replicas: list[Replica] = []
-        self._closers: set[asyncio.Task[None]] = set()
-        self._exclusive: set[str] = set()
-        """Replicas running a strict task alone (see :meth:`_view`)."""
 
     @property
     def pool_id(self) -> str:
@@ -164,7 +109,29 @@ class Pool:
 
     @property
     def admits(self) -> bool:
-        return self.state in ("ready", "reloading") and not self._closing
+        return self.state.admits and not self._closing
+
+    @property
+    def replicas(self) -> list[Replica]:
+        return self.replica_set.replicas
+
+    @property
+    def generation(self) -> int:
+        return self.replica_set.generation
+
+    @property
+    def running(self) -> list[TaskRecord]:
+        return self.replica_set.running
+
+    @property
+    def total_slots(self) -> int:
+        return self.replica_set.total_slots
+
+    @property
+    def active(self) -> int:
+        return self.replica_set.active
+
+    # -- models and replicas --------------------------------------------------------------------
 
     def needs_model_file(self, model_ref: str) -> bool:
         """Whether this pool's engine loads ``model_ref`` from a local file (an engine at an
@@ -191,7 +158,7 @@ class Pool:
             path = await self.fetch_model(self.model_ref)
         except (ModelUnavailable, ConfigError) as exc:
             error = exc if isinstance(exc, OrchError) else ModelUnavailable(str(exc))
-            self.state = "unready"
+            self.state = PoolState.unready
             self.unready_error = OrchError(
                 ErrorCode.POOL_UNREADY,
                 f"pool {self.pool_id!r} is not ready: {error.message}",
@@ -222,38 +189,13 @@ class Pool:
         )
 
     def new_replicas(self, model_ref: str) -> list[Replica]:
-        """Fresh (unstarted) replicas for ``model_ref``; ids carry a generation so reloads never reuse one."""
-        suffix = f"g{self.generation}" if self.generation else ""
-        replicas = []
-        for i in range(self.config.replicas):
-            replica_id = f"{self.config.id}/r{i}{suffix}"
-            engine = build_engine(
-                self.config, replica_id=replica_id, model_ref=model_ref, on_change=self._replicas_changed
-            )
-            slots = self.config.slots or engine.describe().slots
-            # A managed replica takes tasks only once its process is Ready.
-            ready = not isinstance(engine, ManagedLlamaCpp)
-            replicas.append(Replica(replica_id, engine, slots, model_ref, ready=ready))
-        return replicas
-
-    @property
-    def running(self) -> list[TaskRecord]:
-        return [rec for replica in self.replicas for rec in replica.running.values()] + [
-            rec for rec in self._retired_running.values()
-        ]
-
-    @property
-    def total_slots(self) -> int:
-        return sum(r.slots for r in self.replicas)
-
-    @property
-    def active(self) -> int:
-        return sum(r.active for r in self.replicas)
+        """Fresh (unstarted) replicas for ``model_ref``; ids carry the generation so reloads never reuse one."""
+        return self.replica_set.build(model_ref)
 
     async def start(self) -> None:
         """Start the replicas; managed ones are awaited until Ready (health and a probe decode).
         A pool none of whose replicas gets Ready is ``unready``, with the reason in ``last_error``."""
-        if self.state == "unready":  # its model could not be provisioned
+        if self.state is PoolState.unready:  # its model could not be provisioned
             return
         errors = await self.start_replicas(self.replicas, self.model_path)
         if errors and not any(r.ready for r in self.replicas):
@@ -263,19 +205,7 @@ class Pool:
 
     async def start_replicas(self, replicas: list[Replica], model_path: Path | None) -> list[str]:
         """Start ``replicas`` (at once); why each one that did not get Ready failed."""
-        for replica in replicas:
-            if isinstance(replica.engine, ManagedLlamaCpp):
-                replica.engine.model_path = model_path
-        results = await asyncio.gather(*(r.engine.start() for r in replicas), return_exceptions=True)
-        errors: list[str] = []
-        for replica, result in zip(replicas, results, strict=True):
-            if isinstance(result, (EngineStartError, PreflightError)):
-                errors.append(str(result))
-            elif isinstance(result, BaseException):
-                raise result
-            if isinstance(replica.engine, ManagedLlamaCpp):
-                replica.ready = replica.engine.ready
-                replica.slots = replica.engine.describe().slots
+        errors = await self.replica_set.start(replicas, model_path)
         if replicas and replicas[0] in self.replicas and any(r.ready for r in replicas):
             self.describe_engine(replicas[0].engine)
         return errors
@@ -290,7 +220,7 @@ class Pool:
         self.limits = self._compute_limits()
 
     def _become_unready(self, reason: str) -> None:
-        self.state = "unready"
+        self.state = PoolState.unready
         self.last_error = reason
         self.unready_error = OrchError(
             ErrorCode.POOL_UNREADY,
@@ -308,24 +238,37 @@ class Pool:
             )
         )
 
-    def _replicas_changed(self) -> None:
-        """A managed replica's process changed state (Ready, crashed, restarting, failed)."""
+    def _replica_changed(self, replica: Replica) -> None:
+        """A replica's engine changed state (Ready, crashed, restarting, failed), said through the seam."""
         if self._closing:
             return
-        managed = [r for r in self.replicas if isinstance(r.engine, ManagedLlamaCpp)]
-        for replica in managed:
-            assert isinstance(replica.engine, ManagedLlamaCpp)
-            replica.ready = replica.engine.ready
-            if replica.engine.last_error and not replica.ready:
-                self.last_error = replica.engine.last_error
-        gone = (ReplicaState.failed, ReplicaState.stopped)
-        if (
-            managed
-            and self.state == "ready"
-            and all(isinstance(r.engine, ManagedLlamaCpp) and r.engine.state in gone for r in managed)
-        ):
+        if not replica.ready and replica.engine.last_error:
+            self.last_error = replica.engine.last_error
+        if self.state is PoolState.ready and self.replica_set.all_gone():
             self._become_unready(self.last_error or "every replica failed")
         self.pump()
+
+    def swap_replicas(self, fresh: list[Replica], model_ref: str) -> None:
+        """Make ``fresh`` (started, healthy) the replicas; old ones finish their tasks, then close."""
+        self.replica_set.swap(fresh)
+        self.model_ref = model_ref
+        self.limits = self._compute_limits()
+
+    def add_replica(self, replica: Replica) -> None:
+        """Serve from ``replica`` too (started; e.g. registered by a pool-managerd host)."""
+        self.replica_set.add(replica)
+        self.pump()
+
+    def remove_replica(self, replica: Replica) -> None:
+        """Stop placing tasks on ``replica``; tasks running there finish, then its engine closes."""
+        self.replica_set.remove(replica)
+
+    def set_ready(self, replica: Replica, ready: bool) -> None:
+        """Mark ``replica`` able (or not) to take tasks; placement skips it while it is not.
+        Tasks already running on it are the caller's business (its engine fails them)."""
+        replica.ready = ready
+        if ready:
+            self.pump()
 
     async def aclose(self) -> None:
         """End every queued and running task with a retriable error, then close the engines."""
@@ -343,9 +286,7 @@ class Pool:
         for runner in runners:
             runner.cancel()
         await asyncio.gather(*runners, return_exceptions=True)
-        await asyncio.gather(*self._closers, return_exceptions=True)
-        for replica in [*self.replicas, *self._retired_replicas]:
-            await replica.engine.aclose()
+        await self.replica_set.aclose()
 
     def abort_all(self, error: OrchError) -> int:
         """End every queued and running task with ``error``; returns how many were ended."""
@@ -369,68 +310,48 @@ class Pool:
         runners = list(self._runners.values())
         await asyncio.gather(*runners, return_exceptions=True)
 
-    def swap_replicas(self, fresh: list[Replica], model_ref: str) -> None:
-        """Make ``fresh`` (started, healthy) the replicas; old ones finish their tasks, then close."""
-        old, self.replicas = self.replicas, fresh
-        self.model_ref = model_ref
-        self.limits = self._compute_limits()
-        for replica in old:
-            self._retired_running.update(replica.running)
-            if replica.active:
-                self._retired_replicas.append(replica)
-            else:
-                self._closers.add(asyncio.get_running_loop().create_task(replica.engine.aclose()))
-        self._closers = {t for t in self._closers if not t.done()}
-
-    def add_replica(self, replica: Replica) -> None:
-        """Serve from ``replica`` too (started; e.g. registered by a pool-managerd host)."""
-        self.replicas.append(replica)
-        self.pump()
-
-    def remove_replica(self, replica: Replica) -> None:
-        """Stop placing tasks on ``replica``; tasks running there finish, then its engine closes."""
-        if replica not in self.replicas:
-            return
-        self.replicas.remove(replica)
-        replica.ready = False
-        self._retired_running.update(replica.running)
-        if replica.active:
-            self._retired_replicas.append(replica)
-        else:
-            self._closers.add(asyncio.get_running_loop().create_task(replica.engine.aclose()))
-        self._closers = {t for t in self._closers if not t.done()}
-
     # -- admission ------------------------------------------------------------------------------
 
-    def predict_new(self, priority: Priority, now: float) -> float:
-        """Milliseconds until a task of ``priority`` submitted now would start."""
-        est = self.estimator
-        free_in: list[float] = []
+    def load(self, now: float) -> QueueLoad:
+        """The slots and queue as start-time prediction reads them."""
+        running: list[RunningTask] = []
+        free = 0
         for replica in self.replicas:
             if not replica.ready:
                 continue
             for rec in replica.running.values():
-                elapsed = (now - (rec.started_at or now)) * 1000
-                free_in.append(est.remaining_ms(rec.request.max_tokens, rec.tokens_out, elapsed))
-            free_in.extend([0.0] * (replica.slots - len(replica.running)))
-        if not free_in:  # no replica can take work now: assume one comes back within a typical task
-            free_in = [est.service_ms(128)]
-        ahead_count = self.queue.ahead_of_new(priority)
-        if ahead_count == 0:
-            return min(free_in)
-        # Replay exactly a few rounds of the slots; beyond that, queued work is fluid.
-        exact = min(ahead_count, EXACT_PREDICTION_LIMIT, 2 * len(free_in))
-        head = [rec.request.max_tokens for rec in self.queue.head(exact, priority)]
-        first, fill, per_token = est.first_token_ms, est.fill_ratio, est.ms_per_token
-        services = [first + (m * fill if m * fill > 1.0 else 1.0) * per_token for m in head]
-        extra = 0.0
-        if ahead_count > exact:
-            tokens = self._queued_tokens[Priority.interactive]
-            if priority is Priority.batch:
-                tokens += self._queued_tokens[Priority.batch]
-            rest = ahead_count - exact
-            extra = rest * first + fill * (tokens - sum(head)) * per_token
-        return predict_start_ms(free_in, services, extra_ahead_ms=extra)
+                running.append(RunningTask(rec.started_at or now, rec.request.max_tokens, rec.tokens_out))
+            free += max(0, replica.slots - len(replica.running))
+        n = head_needed(len(running) + free)
+        queue = self.queue
+        return QueueLoad(
+            tuple(running),
+            free,
+            queue.depth(Priority.interactive),
+            queue.depth(Priority.batch),
+            self._queued_tokens[Priority.interactive],
+            self._queued_tokens[Priority.batch],
+            tuple(rec.request.max_tokens for rec in queue.lane(Priority.interactive, n)),
+            tuple(rec.request.max_tokens for rec in queue.lane(Priority.batch, n)),
+            self.total_slots,
+            queue.capacity,
+        )
+
+    def snapshot(self, now: float) -> PoolSnapshot:
+        """The pool as admission (``core.admit``) sees it."""
+        admits = self.admits
+        return PoolSnapshot(
+            self.limits,
+            self.state,
+            admits,
+            self.load(now) if admits else _EMPTY_LOAD,
+            self.estimator,
+            self.unready_error,
+        )
+
+    def predict_new(self, priority: Priority, now: float) -> float:
+        """Milliseconds until a task of ``priority`` submitted now would start."""
+        return predict_new(self.load(now), priority, self.estimator, now)
 
     def retry_after_ms(self) -> int:
         """When a queue place is likely to free: the time for one slot to finish a typical task."""
@@ -473,59 +394,23 @@ class Pool:
 
     # -- dispatch -------------------------------------------------------------------------------
 
-    def _view(self, replica: Replica, strict: bool) -> ReplicaView:
-        """Placement's view of ``replica`` for a task. On a managed llama.cpp replica a strict task
-        runs alone (llama.cpp's numerics depend on what else is in the batch), so it needs an idle
-        replica, and no other task joins it while it runs."""
-        view = replica.view(self.pool_id)
-        isolated = replica.replica_id in self._exclusive or (
-            strict and replica.active > 0 and isinstance(replica.engine, ManagedLlamaCpp)
-        )
-        return dataclasses.replace(view, ready=False) if isolated and view.ready else view
-
-    def _pick_replica(self, record: TaskRecord) -> Replica | None:
-        strict = record.request.determinism is Determinism.strict
-        views = [self._view(r, strict) for r in self.replicas]
-        if not any(v.ready and v.active < v.slots for v in views):
-            return None
-        session_replica = None
-        if record.request.session_id is not None:
-            session = self._session_of(record.request.session_id)
-            session_replica = session.replica if session is not None else None
-        placement = place(views, PlacementRequest(session_replica=session_replica))
-        if placement is None:
-            return None
-        if placement.failed_over:
-            log.info(
-                "task %s: session %s's replica %s is gone or unhealthy; failing over to %s (KV cache cold)",
-                record.task_id,
-                record.request.session_id,
-                session_replica,
-                placement.replica_id,
-                extra={"task_id": record.task_id, "narration": "session failover"},
-            )
-        return next(r for r in self.replicas if r.replica_id == placement.replica_id)
-
-    def set_ready(self, replica: Replica, ready: bool) -> None:
-        """Mark ``replica`` able (or not) to take tasks; placement skips it while it is not.
-        Tasks already running on it are the caller's business (its engine fails them)."""
-        replica.ready = ready
-        if ready:
-            self.pump()
-
     def pump(self) -> None:
         """Start queued tasks while a replica has a free slot."""
-        if self._closing or self.state == "drained":
+        if self._closing or self.state is PoolState.drained:
             return
         now = time.monotonic()
         while self.queue:
             head = self.queue.peek()
             assert head is not None
-            replica = self._pick_replica(head[1])
+            record = head[1]
+            session_replica = None
+            if record.request.session_id is not None:
+                session = self._session_of(record.request.session_id)
+                session_replica = session.replica if session is not None else None
+            replica = self.dispatcher.pick(self.replicas, record, session_replica)
             if replica is None:
                 return
             self.queue.pop()
-            record = head[1]
             self._queued_tokens[record.request.priority] -= record.request.max_tokens
             deadline = record.request.deadline_ms
             if deadline is not None and (now - record.admitted_at) * 1000 > deadline:
@@ -538,10 +423,7 @@ class Pool:
                 )
                 self._on_finished(record)
                 continue
-            replica.active += 1
-            replica.running[record.task_id] = record
-            if record.request.determinism is Determinism.strict and isinstance(replica.engine, ManagedLlamaCpp):
-                self._exclusive.add(replica.replica_id)
+            self.dispatcher.claim(replica, record)
             record.state = TaskState.running
             record.started_at = now
             record.replica_id = replica.replica_id
@@ -555,6 +437,7 @@ class Pool:
         waited_ms = int((started_at - record.admitted_at) * 1000)
         session = self._session_of(req.session_id) if req.session_id else None
         kv_warm = bool(session and session.kv_warm and session.replica == replica.replica_id)
+        budget = session.budget if session is not None else None
         record.emit(
             "started",
             StartedEvent(
@@ -566,7 +449,7 @@ class Pool:
                 waited_ms=waited_ms,
             ).model_dump_json(),
         )
-        self._emit_metrics(record, kv_warm, session.budget if session is not None else None)
+        self._emit_metrics(record, kv_warm, budget)
         profile = SAMPLER_PROFILES[req.sampler_profile_version]
         engine_req = EngineRequest(
             task_id=record.task_id,
@@ -579,55 +462,32 @@ class Pool:
             top_p=profile.top_p,
             top_k=profile.top_k,
         )
-        budget = session.budget if session is not None else None
         stream = replica.engine.stream(engine_req)
         last_metrics = last_charge = started_at
+
+        def after_batch(now: float) -> None:
+            nonlocal last_metrics, last_charge
+            if budget is not None:
+                spent = not budget.charge_wall((now - last_charge) * 1000)
+                last_charge = now
+                if spent:
+                    raise OrchError(
+                        ErrorCode.BUDGET_EXCEEDED,
+                        f"session {req.session_id!r} spent its wall-time budget after {record.tokens_out} tokens",
+                        details={"dimension": "wall_ms"},
+                    )
+            if now - last_metrics >= self._metrics_interval_s:
+                last_metrics = now
+                self._emit_metrics(record, kv_warm, budget)
+
         try:
-            timeout = self.config.first_token_timeout_s
-            while True:
-                try:
-                    async with asyncio.timeout(timeout):
-                        batch = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError as exc:
-                    raise EngineError(
-                        ErrorCode.DECODE_TIMEOUT,
-                        f"engine sent nothing for {timeout:g} s on replica {replica.replica_id}",
-                        engine=self.config.engine,
-                        retriable=True,
-                        retry_after_ms=1000,
-                    ) from exc
-                if record.first_token_at is None:
-                    record.first_token_at = time.monotonic()
-                    timeout = self.config.token_timeout_s
-                if not record.emit_tokens(batch):
-                    break
-                now = time.monotonic()
-                if budget is not None:
-                    spent = not budget.charge_wall((now - last_charge) * 1000)
-                    last_charge = now
-                    if spent:
-                        raise OrchError(
-                            ErrorCode.BUDGET_EXCEEDED,
-                            f"session {req.session_id!r} spent its wall-time budget after {record.tokens_out} tokens",
-                            details={"dimension": "wall_ms"},
-                        )
-                if now - last_metrics >= self._metrics_interval_s:
-                    last_metrics = now
-                    self._emit_metrics(record, kv_warm, budget)
-            decode_ms = int((time.monotonic() - (record.first_token_at or started_at)) * 1000)
-            finish_reason = "length" if record.tokens_out >= req.max_tokens else "stop"
-            record.finish(
-                "end",
-                json.dumps(
-                    {
-                        "tokens_out": record.tokens_out,
-                        "decode_time_ms": decode_ms,
-                        "finish_reason": finish_reason,
-                    }
-                ),
-                TaskState.done,
+            await relay(
+                stream,
+                record,
+                self.timeouts,
+                engine=self.config.engine,
+                replica_id=replica.replica_id,
+                on_batch=after_batch,
             )
         except EngineError as exc:
             exc.engine = exc.engine or self.config.engine
@@ -651,33 +511,29 @@ class Pool:
             record.finish_error(OrchError(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}").envelope())
         finally:
             await stream.aclose()
-            replica.active -= 1
-            replica.running.pop(record.task_id, None)
-            if req.determinism is Determinism.strict:
-                self._exclusive.discard(replica.replica_id)
-            self._retired_running.pop(record.task_id, None)
+            self.dispatcher.release(replica, record)
             self._runners.pop(record.task_id, None)
             if budget is not None:
                 budget.charge_wall((time.monotonic() - last_charge) * 1000)
-            if replica in self._retired_replicas and replica.active == 0:
-                # The last task on a replica replaced by a reload: close its engine now.
-                self._retired_replicas.remove(replica)
-                await replica.engine.aclose()
+            await self.replica_set.finished_on(replica, record.task_id)
             if record.state is TaskState.done and record.first_token_at is not None:
-                ttft_ms = (record.first_token_at - started_at) * 1000
-                decoded_ms = ((record.finished_at or time.monotonic()) - record.first_token_at) * 1000
-                self.estimator.observe(
-                    first_token_ms=ttft_ms,
-                    decode_ms=decoded_ms,
-                    tokens_out=record.tokens_out,
-                    max_tokens=req.max_tokens,
-                )
-                rate = (
-                    (record.tokens_out - 1) / (decoded_ms / 1000) if record.tokens_out > 1 and decoded_ms > 0 else None
-                )
-                self.slo.add(time.monotonic(), ttft_ms, rate)
+                self._observe(record, started_at)
             self._on_finished(record)
             self.pump()
+
+    def _observe(self, record: TaskRecord, started_at: float) -> None:
+        """Fold a finished task into the estimator and the SLO window."""
+        assert record.first_token_at is not None
+        ttft_ms = (record.first_token_at - started_at) * 1000
+        decoded_ms = ((record.finished_at or time.monotonic()) - record.first_token_at) * 1000
+        self.estimator.observe(
+            first_token_ms=ttft_ms,
+            decode_ms=decoded_ms,
+            tokens_out=record.tokens_out,
+            max_tokens=record.request.max_tokens,
+        )
+        rate = (record.tokens_out - 1) / (decoded_ms / 1000) if record.tokens_out > 1 and decoded_ms > 0 else None
+        self.slo.add(time.monotonic(), ttft_ms, rate)
 
     def _emit_metrics(self, record: TaskRecord, kv_warm: bool, budget: Budget | None) -> None:
         elapsed = time.monotonic() - (record.first_token_at or time.monotonic())
@@ -694,3 +550,6 @@ class Pool:
             payload["budget_cost_remaining"] = budget.cost_remaining()
             payload["budget_wall_ms_remaining"] = budget.wall_ms_remaining()
         record.emit("metrics", json.dumps(payload))
+
+
+__all__ = ["Pool"]

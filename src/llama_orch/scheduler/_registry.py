@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 from llama_orch.engines import LlamaCppEngine
 from llama_orch.errors import AdmissionError, OrchError
 from llama_orch.pools import GpuDevice
-from llama_orch.server._pool import Pool, Replica
-from llama_orch.server.config import RegistryConfig
+from llama_orch.scheduler._config import RegistryConfig
+from llama_orch.scheduler._pool import Pool
+from llama_orch.scheduler._replicas import Replica
 from llama_orch_api import (
     ErrorCode,
     GpuReading,

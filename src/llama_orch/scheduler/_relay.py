@@ -1,0 +1,77 @@
+"""The relay: an engine's token stream copied into a task's event log, with timeouts.
+
+The engine yields *batches* (every token already available); each batch becomes its ``token``
+events with one wake-up of the readers, who write it in one go (coalescing is worth 3x, DESIGN.md).
+The first batch must come within ``first_token_s`` and each next one within ``token_s``, else the
+task ends with a retriable ``DECODE_TIMEOUT``. A stream that ends normally ends the task with
+``end`` (``tokens_out``, ``decode_time_ms``, ``finish_reason``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+
+from llama_orch.errors import EngineError
+from llama_orch.scheduler._tasks import TaskRecord, TaskState
+from llama_orch_api import EndEvent, ErrorCode
+
+
+@dataclass(frozen=True, slots=True)
+class RelayTimeouts:
+    first_token_s: float
+    token_s: float
+    """Longest silence between two batches once tokens flow."""
+
+
+async def relay(
+    stream: AsyncGenerator[list[str], None],
+    record: TaskRecord,
+    timeouts: RelayTimeouts,
+    *,
+    engine: str,
+    replica_id: str,
+    on_batch: Callable[[float], None] | None = None,
+) -> None:
+    """Copy ``stream`` into ``record``'s events until the engine is done, then emit ``end``.
+
+    ``on_batch(now)`` runs after each batch (budgets, metrics) and may raise to stop the task.
+    Raises :class:`EngineError` (``DECODE_TIMEOUT``) and whatever the stream or ``on_batch`` raise;
+    the caller ends the task with that error and closes the stream. Returns early, quietly, when
+    the task ended meanwhile (cancelled): nothing is appended after a terminal event.
+    """
+    started_at = record.started_at or time.monotonic()
+    timeout = timeouts.first_token_s
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                batch = await anext(stream)
+        except StopAsyncIteration:
+            break
+        except TimeoutError as exc:
+            raise EngineError(
+                ErrorCode.DECODE_TIMEOUT,
+                f"engine sent nothing for {timeout:g} s on replica {replica_id}",
+                engine=engine,
+                retriable=True,
+                retry_after_ms=1000,
+            ) from exc
+        if record.first_token_at is None:
+            record.first_token_at = time.monotonic()
+            timeout = timeouts.token_s
+        if not record.emit_tokens(batch):
+            return
+        if on_batch is not None:
+            on_batch(time.monotonic())
+    decode_ms = int((time.monotonic() - (record.first_token_at or started_at)) * 1000)
+    end = EndEvent(
+        tokens_out=record.tokens_out,
+        decode_time_ms=decode_ms,
+        finish_reason="length" if record.tokens_out >= record.request.max_tokens else "stop",
+    )
+    record.finish("end", end.model_dump_json(), TaskState.done)
+
+
+__all__ = ["RelayTimeouts", "relay"]

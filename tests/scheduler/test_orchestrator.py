@@ -1,0 +1,77 @@
+"""Orchestrator (scheduler/_orchestrator.py) driven directly, with no HTTP anywhere: the
+scheduler room runs tasks end to end on its own (the server only translates)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from llama_orch.engines.mock import MockSettings
+from llama_orch.errors import AdmissionError, QueueFullError
+from llama_orch.pools import PoolConfig, QueueConfig
+from llama_orch.scheduler import Orchestrator, SchedulerSettings, TaskRecord
+from llama_orch_api import AdmissionResponse, ErrorCode, TaskRequest
+
+
+@pytest.fixture
+async def orch() -> AsyncIterator[Orchestrator]:
+    pool = PoolConfig(
+        id="default", mock=MockSettings(tokens_per_s=2000, first_token_ms=1, slots=1), queue=QueueConfig(capacity=2)
+    )
+    orchestrator = Orchestrator(SchedulerSettings(pools=(pool,), metrics_interval_s=0.05))
+    await orchestrator.start()
+    yield orchestrator
+    await orchestrator.aclose()
+
+
+async def finished(record: TaskRecord) -> list[str]:
+    for _ in range(500):  # bounded: 5 s
+        if record.terminal:
+            break
+        await asyncio.sleep(0.01)
+    return [frame.decode().split("\n")[1].removeprefix("event: ") for frame in record.frames]
+
+
+async def test_a_task_runs_to_its_end(orch: Orchestrator) -> None:
+    admitted = orch.submit(TaskRequest(prompt="hello", max_tokens=5, seed=1))
+    AdmissionResponse.model_validate_json(admitted.to_json())
+    names = await finished(orch.get_task(admitted.task_id))
+    assert names[0] == "metrics" and names[1] == "started" and names[-1] == "end"
+    assert names.count("token") == 5
+
+
+async def test_full_queue_is_refused_with_retry_advice(orch: Orchestrator) -> None:
+    slow = TaskRequest(prompt="x", max_tokens=2000)
+    orch.submit(slow)  # runs
+    orch.submit(slow)
+    second = orch.submit(slow)  # the queue of 2 is now full
+    assert second.backoff_ms > 0
+    with pytest.raises(QueueFullError) as info:
+        orch.submit(slow)
+    err = info.value
+    assert err.code is ErrorCode.ADMISSION_REJECT and err.status == 429
+    assert err.retry_after_ms is not None and err.retry_after_ms > 0
+    assert err.policy_label == "queue-full:reject"
+
+
+async def test_duplicate_task_id_and_unknown_profile(orch: Orchestrator) -> None:
+    orch.submit(TaskRequest(task_id="t-1", prompt="x", max_tokens=1))
+    with pytest.raises(AdmissionError) as info:
+        orch.submit(TaskRequest(task_id="t-1", prompt="x", max_tokens=1))
+    assert info.value.code is ErrorCode.TASK_EXISTS
+    with pytest.raises(AdmissionError) as info:
+        orch.submit(TaskRequest(prompt="x", max_tokens=1, sampler_profile_version="nope@9"))
+    assert info.value.code is ErrorCode.INVALID_PARAMS
+
+
+async def test_cancel_of_a_queued_task_ends_it(orch: Orchestrator) -> None:
+    orch.submit(TaskRequest(prompt="x", max_tokens=2000))
+    queued = orch.submit(TaskRequest(prompt="x", max_tokens=2000))
+    orch.cancel(queued.task_id)
+    record = orch.get_task(queued.task_id)
+    assert record.state == "cancelled"
+    last = json.loads(record.frames[-1].decode().split("data: ", 1)[1])
+    assert last["code"] == "CANCELLED"
