@@ -40,7 +40,8 @@ class _Group(TyperGroup):
 app = typer.Typer(
     name="llama-orch",
     cls=_Group,
-    help="Drive orchestratord from the command line: run it, submit tasks, watch pools, manage models and artifacts.",
+    help="Drive orchestratord from the command line: run it, submit tasks, watch pools, manage models and artifacts, "
+    "and run the auto-programmer (plan, contract sync, tests plan, impl apply, loop run, trace, replay).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -93,7 +94,7 @@ def main_options(
 
 
 def _register() -> None:
-    from llama_orch.cli import _artifacts, _catalog, _pools, _serve, _sessions, _status, _submit
+    from llama_orch.cli import _artifacts, _catalog, _loop, _pools, _serve, _sessions, _status, _submit
 
     app.command("serve", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_serve.serve)
     app.command("status")(_status.status)
@@ -103,6 +104,13 @@ def _register() -> None:
     app.add_typer(_catalog.app, name="catalog")
     app.add_typer(_pools.app, name="pools")
     app.add_typer(_artifacts.app, name="artifacts")
+    app.command("plan")(_loop.plan)
+    app.add_typer(_loop.contract_app, name="contract")
+    app.add_typer(_loop.tests_app, name="tests")
+    app.add_typer(_loop.impl_app, name="impl")
+    app.add_typer(_loop.loop_app, name="loop")
+    app.command("trace")(_loop.trace)
+    app.command("replay")(_loop.replay_cmd)
 
 
 _register()

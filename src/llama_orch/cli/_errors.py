@@ -14,7 +14,10 @@ code  meaning
 7     incompatible server API version
 8     refused: budget, trust, retired model, a state conflict (409), a task cancelled by
       someone else, a model that failed verification
-130   interrupted (Ctrl-C); ``submit`` cancels its task on the server first
+9     a loop run ended with work left: budget spent, stalled, items failed (its state is kept:
+      ``loop run --resume RUN_ID``)
+10    ``replay``: the re-issued call differs from the recorded one
+130   interrupted (Ctrl-C); ``submit`` and the loop commands cancel their tasks on the server first
 ====  =====================================================================================
 """
 
@@ -29,6 +32,14 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
+from llama_orch.agents import (
+    GateConfigError,
+    LoopConfigError,
+    ReplayError,
+    RepositoryError,
+    RunLockedError,
+    SpecError,
+)
 from llama_orch.client import (
     APIError,
     BackpressureError,
@@ -59,6 +70,8 @@ class ExitCode(IntEnum):
     CONNECT = 6
     INCOMPATIBLE = 7
     REFUSED = 8
+    INCOMPLETE = 9
+    DIFFERENT = 10
     INTERRUPTED = 130
 
 
@@ -123,6 +136,16 @@ def classify(exc: BaseException) -> tuple[ExitCode, str, str | None]:
     """Exit code, one-line message and hint for any failure."""
     if isinstance(exc, CliError):
         return exc.exit_code, exc.message, exc.hint
+    if isinstance(exc, RepositoryError):
+        return ExitCode.USAGE, str(exc), "the repository was left as it was"
+    if isinstance(exc, LoopConfigError | GateConfigError):
+        return ExitCode.USAGE, f"loop configuration: {exc}", "see `[tool.llama-orch]` in the README"
+    if isinstance(exc, SpecError):
+        return ExitCode.USAGE, str(exc), "requirements look like '- [LIB-0001] The library MUST ...'"
+    if isinstance(exc, RunLockedError):
+        return ExitCode.BUSY, str(exc), None
+    if isinstance(exc, ReplayError):
+        return ExitCode.NOT_FOUND, str(exc), "give the id of a loop prompt or response artifact"
     if isinstance(exc, APIError):
         try:
             hint = HINTS.get(ErrorCode(exc.code))

@@ -1,16 +1,30 @@
-"""``llama-orch status`` (pools, replicas, slots, queues, SLO; ``--watch``) and ``capabilities``."""
+"""``llama-orch status`` (pools, replicas, slots, queues, SLO; agent progress; ``--watch``) and ``capabilities``.
+
+Agent progress comes from a loop run's ``status.json`` (under ``<git-common-dir>/llorch/runs/``):
+shown for the run named by ``--run``, for the latest run of ``--repo``, or, with neither, for a run
+working right now in the repository of the current directory. With ``--json`` it is the ``loop``
+key beside the replica sets.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from llama_orch.agents import RunState, list_runs
+from llama_orch.cli._errors import CliError, ExitCode
+from llama_orch.cli._loop_view import agents_table, run_lines
 from llama_orch.cli._state import JsonFlag, state_of
 from llama_orch_api import Capabilities, ReplicaSetList
 
@@ -45,29 +59,97 @@ def status_table(sets: ReplicaSetList) -> Table:
     return table
 
 
+def _llorch_dir(repo: Path) -> Path | None:
+    done = subprocess.run(["git", "-C", str(repo), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                          capture_output=True, text=True, check=False, timeout=30)  # fmt: skip
+    return Path(done.stdout.strip()) / "llorch" if done.returncode == 0 else None
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def loop_status(repo: Path | None, run_id: str | None) -> dict[str, Any] | None:
+    """The status snapshot of a loop run (see the module docstring), or None."""
+    llorch = _llorch_dir(repo or Path("."))
+    if llorch is None:
+        if repo is not None or run_id is not None:
+            raise CliError(f"{repo or Path('.')} is not inside a git repository: no loop runs to show")
+        return None
+    if run_id is not None:
+        try:
+            run = RunState.open(llorch, run_id)
+        except FileNotFoundError as exc:
+            raise CliError(str(exc), exit_code=ExitCode.NOT_FOUND) from None
+    else:
+        runs = list_runs(llorch)
+        if not runs:
+            return None
+        run = runs[-1]
+    snap = run.status()
+    if snap is None:
+        return None
+    if repo is None and run_id is None and not (snap.get("status") == "running" and _alive(snap.get("pid"))):
+        return None
+    if snap.get("status") == "running" and not _alive(snap.get("pid")):
+        snap["status"] = "dead"
+        snap["reason"] = f"its process is gone: resume with `llama-orch loop run --resume {snap.get('run_id')}`"
+    return snap
+
+
+def _loop_view(snap: dict[str, Any]) -> RenderableType:
+    head = Text.assemble(run_lines(snap), f"\n{snap.get('status')}: {snap.get('reason') or ''}")
+    return Group(head, agents_table(snap.get("agents", [])))
+
+
 def status(
     ctx: typer.Context,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C (or --count).")] = False,
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes with --watch.")] = 2.0,
     count: Annotated[int, typer.Option(min=0, help="With --watch: stop after this many refreshes (0: never).")] = 0,
+    repo: Annotated[
+        Path | None, typer.Option("--repo", help="Show the latest loop run of this repository.", show_default=False)
+    ] = None,
+    run: Annotated[str | None, typer.Option("--run", help="Show this loop run (RUN_ID).", show_default=False)] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Pools, their replicas and slots, queue depths and SLO snapshots (GET /v1/replicasets)."""
+    """Pools, their replicas and slots, queue depths and SLO snapshots (GET /v1/replicasets), and the
+    agents of a loop run: role, work item, state, tokens; items done/failed, budget left, gate pass rate."""
     state = state_of(ctx)
     client = state.client()
     as_json = state.use_json(json_out)
+
+    def emit(sets: ReplicaSetList, snap: dict[str, Any] | None) -> None:
+        if snap is None:
+            state.emit(sets)
+            return
+        sys.stdout.write(json.dumps({**sets.model_dump(mode="json"), "loop": snap}, default=str) + "\n")
+        sys.stdout.flush()
+
+    def view(sets: ReplicaSetList, snap: dict[str, Any] | None) -> RenderableType:
+        return Group(status_table(sets), _loop_view(snap)) if snap is not None else status_table(sets)
+
     if not watch:
         sets = client.replicasets()
+        snap = loop_status(repo, run)
         if as_json:
-            state.emit(sets)
+            emit(sets, snap)
         else:
-            state.out.print(status_table(sets))
+            state.out.print(view(sets, snap))
         return
     shown = 0
     try:
         if as_json:  # one JSON line per refresh
             while True:
-                state.emit(client.replicasets())
+                emit(client.replicasets(), loop_status(repo, run))
                 shown += 1
                 if count and shown >= count:
                     return
@@ -76,7 +158,7 @@ def status(
             while True:
                 sets = client.replicasets()
                 stamp = Text(f"every {interval:g} s · {time.strftime('%H:%M:%S')} · Ctrl-C to stop", style="dim")
-                live.update(Group(status_table(sets), stamp), refresh=True)
+                live.update(Group(view(sets, loop_status(repo, run)), stamp), refresh=True)
                 shown += 1
                 if count and shown >= count:
                     return

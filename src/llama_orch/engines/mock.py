@@ -15,17 +15,38 @@ Faults fire for every task, or only for tasks whose prompt contains ``faults.tri
 A custom ``handler`` may replace the token generator, like httpx's ``MockTransport``::
 
     engine = MockEngine(MockSettings(tokens_per_s=None), handler=lambda req: ["hello", " world"])
+
+A **script** (``mock.script: PATH``) makes the mock a scripted engine that a config file alone can
+set up, e.g. for an orchestratord subprocess answering an agent loop with prepared outputs: a YAML
+or JSON file of rules, tried in order; the first rule whose every condition holds answers::
+
+    rules:
+      - role: coder                      # the prompt has a line "# Role: coder"
+        match: ["Work item: code:STR-0001", "was rejected"]   # every substring must appear
+        answer: "the text"                # or a list of answers, used in turn (the last repeats)
+      - regex: "^# Role: test-writer"    # re.search, multi-line
+        answer: [first, second]
+    default: null                         # no rule matched: this text, or null for the usual tokens
+
+An answer is streamed as its words (each with the whitespace before it), cut at ``max_tokens``;
+turns are counted per rule and per engine replica. The file is read and checked when the config is
+loaded (a bad file is a config error naming ``mock.script`` and what is wrong in it), and again
+when the engine starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
+import re
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
+from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llama_orch.engines._base import Engine, EngineInfo, EngineRequest
 from llama_orch.engines._http import DEFAULT_RETRY_AFTER_MS
@@ -53,6 +74,74 @@ class MockFaults(BaseModel):
     slow_start_ms: float = Field(default=0.0, ge=0)
 
 
+class MockScriptRule(BaseModel):
+    """One rule of a mock script: every condition given must hold for the rule to answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    match: str | list[str] | None = Field(default=None, description="Substrings the prompt must all contain.")
+    regex: str | None = Field(default=None, description="A pattern the prompt must match (re.search, multi-line).")
+    role: str | None = Field(default=None, description="The prompt must have the line '# Role: <role>'.")
+    answer: str | list[str] = Field(description="The answer, or answers used in turn (the last one repeats).")
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value, re.MULTILINE)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @field_validator("answer")
+    @classmethod
+    def _some_answer(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one answer")
+        return value
+
+    def matches(self, prompt: str) -> bool:
+        needles = [self.match] if isinstance(self.match, str) else (self.match or [])
+        if any(n not in prompt for n in needles):
+            return False
+        if self.regex is not None and re.search(self.regex, prompt, re.MULTILINE) is None:
+            return False
+        return self.role is None or re.search(rf"^# Role: {re.escape(self.role)}\s*$", prompt, re.MULTILINE) is not None
+
+
+class MockScript(BaseModel):
+    """The rules of a scripted mock engine (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[MockScriptRule] = Field(default_factory=list)
+    default: str | None = None
+
+
+def load_mock_script(path: str | Path) -> MockScript:
+    """Read and check a mock script; ``ValueError`` says what is wrong, and where in the file."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read {source}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text) if source.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"{source} is not valid {'JSON' if source.suffix == '.json' else 'YAML'}: {exc}") from None
+    try:
+        return MockScript.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{source}: {problems}") from None
+
+
+def answer_tokens(text: str) -> list[str]:
+    """An answer as tokens: each word with the whitespace before it (trailing whitespace kept last)."""
+    return re.findall(r"\s*\S+|\s+", text)
+
+
 class MockSettings(BaseModel):
     """Per-pool settings of the mock engine."""
 
@@ -69,6 +158,18 @@ class MockSettings(BaseModel):
         description="Token text is the emission time (time.time_ns) plus a space: for latency benchmarks.",
     )
     faults: MockFaults = Field(default_factory=MockFaults)
+    script: str | None = Field(
+        default=None,
+        description="A YAML/JSON file of rules (prompt substring/regex/role -> answer text) that makes this a "
+        "scripted engine; absolute, or relative to orchestratord's working directory.",
+    )
+
+    @field_validator("script")
+    @classmethod
+    def _script_loads(cls, value: str | None) -> str | None:
+        if value is not None:
+            load_mock_script(value)
+        return value
 
 
 def mock_tokens(request: EngineRequest) -> list[str]:
@@ -78,6 +179,25 @@ def mock_tokens(request: EngineRequest) -> list[str]:
         material += f"\x00{request.task_id}"
     rng = random.Random(hashlib.sha256(material.encode("utf-8", "surrogatepass")).digest())
     return [_VOCAB[rng.randrange(len(_VOCAB))] for _ in range(request.max_tokens)]
+
+
+class ScriptedAnswers:
+    """A handler that answers from a :class:`MockScript` (turns counted per rule)."""
+
+    def __init__(self, script: MockScript) -> None:
+        self.script = script
+        self._turns = [0] * len(script.rules)
+
+    def __call__(self, request: EngineRequest) -> list[str]:
+        for i, rule in enumerate(self.script.rules):
+            if rule.matches(request.prompt):
+                answers = [rule.answer] if isinstance(rule.answer, str) else rule.answer
+                text = answers[min(self._turns[i], len(answers) - 1)]
+                self._turns[i] += 1
+                return answer_tokens(text)[: request.max_tokens]
+        if self.script.default is not None:
+            return answer_tokens(self.script.default)[: request.max_tokens]
+        return mock_tokens(request)
 
 
 class MockEngine(Engine):
@@ -91,6 +211,8 @@ class MockEngine(Engine):
         handler: Callable[[EngineRequest], Sequence[str]] | None = None,
     ) -> None:
         self.settings = settings or MockSettings()
+        if handler is None and self.settings.script is not None:
+            handler = ScriptedAnswers(load_mock_script(self.settings.script))
         self._handler = handler or mock_tokens
         self.active = 0
         self.started_streams = 0

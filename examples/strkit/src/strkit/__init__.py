@@ -1,0 +1,1 @@
+"""strkit: small string and number helpers, one module per requirement (see specs/strkit.md)."""

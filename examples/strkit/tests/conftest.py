@@ -1,0 +1,1 @@
+"""strkit's tests: one file per requirement, each test marked with the id it checks."""

@@ -1,0 +1,121 @@
+"""The gates of a loop run, judged with what the loop knows about the candidate.
+
+The merge queue runs the repository's gates on the merged tree; this runner (its
+:data:`~._merge.GateRunner`) adds the loop's judgement:
+
+* the **tests** gate is judged by the ratchet (:func:`._verdict.judge_tests`): failures are allowed
+  only for requirements whose code is still open, and merging a code item closes its requirements
+  first, so their tests must pass; pytest's "no tests collected" (exit 5) is a pass;
+* a test item adds the **tests-plan** gate: pytest on the proposed test files alone, judged by
+  :func:`._verdict.judge_new_tests` (fail for the right reason, or pass when the code exists);
+* the **contracts** gate validates every contract (``_contract_check.py``), sandboxed like the
+  others, for candidates that change a contract (what is already merged passed it then).
+
+Which item a check is for travels in a context variable set by the coroutine that submits the
+candidate (the queue runs the check in that same task), so one queue serves every item in order.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+
+from llama_orch.agents import _contract_check
+from llama_orch.agents._gates import GateResult, GateSpec, run_gate
+from llama_orch.agents._loop_config import LoopConfig
+from llama_orch.agents._plan import WorkItem
+from llama_orch.agents._planner import citations_by_node, read_failures
+from llama_orch.agents._verdict import judge_new_tests, judge_tests
+
+__all__ = ["CURRENT", "GateContext", "LoopGates"]
+
+TESTS_PLAN_JUNIT = ".llorch-out/tests-plan.xml"
+CONTRACTS_GATE = "contracts"
+
+
+@dataclass(frozen=True)
+class GateContext:
+    item: WorkItem
+    open_requirements: Callable[[], Collection[str]]
+    """Requirements whose code is still to come, as they are when the check runs."""
+    new_test_files: tuple[str, ...] = ()
+    known_ids: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    """Every path the candidate changes."""
+
+
+CURRENT: contextvars.ContextVar[GateContext | None] = contextvars.ContextVar("llorch_gate_context", default=None)
+
+
+class LoopGates:
+    """The repository's gates plus the loop's own, and the runner that judges them."""
+
+    def __init__(self, config: LoopConfig, repo_gates: Sequence[GateSpec], *, has_contracts: bool) -> None:
+        self.config = config
+        self.specs = list(repo_gates)
+        tests = next((g for g in self.specs if g.kind == "tests"), None)
+        # The tests-plan run uses the tests gate's interpreter when it is a python -m pytest command.
+        self.python = tests.argv[0] if tests is not None and "-m" in tests.argv[:2] else sys.executable
+        self.tests_env = dict(tests.env) if tests is not None else {}
+        if has_contracts and not any(g.kind == "contract" for g in self.specs):
+            # Run as a script, not `-m`: the checker needs yaml and jsonschema only, and importing the
+            # llama_orch package around it would triple the gate's time.
+            argv = (sys.executable, str(Path(_contract_check.__file__)), *config.contracts)
+            self.specs.append(GateSpec(name=CONTRACTS_GATE, kind="contract", argv=argv, timeout_s=300, memory_mb=2048))
+
+    def names(self) -> list[str]:
+        return [g.name for g in self.specs]
+
+    async def runner(self, gates: Sequence[GateSpec], checkout: Path, subject: str) -> list[GateResult]:
+        """The merge queue's gate runner (``gates`` are this run's: the queue is given them fixed)."""
+        ctx = CURRENT.get()
+        results: list[GateResult] = []
+        for spec in gates:
+            if spec.name == CONTRACTS_GATE and ctx is not None and not self._touches_contracts(ctx):
+                continue  # every contract on the integration branch passed this gate when it was merged
+            result = await run_gate(spec, checkout, subject=subject)
+            if spec.kind == "tests" and ctx is not None:
+                result = self._ratchet(result, spec, checkout, ctx)
+            results.append(result)
+        if ctx is not None and ctx.item.kind == "test" and ctx.new_test_files:
+            results.append(await self._tests_plan(checkout, subject, ctx))
+        return results
+
+    def _touches_contracts(self, ctx: GateContext) -> bool:
+        return any(PurePosixPath(p).is_relative_to(d) for p in ctx.changed for d in self.config.contracts)
+
+    def _ratchet(self, result: GateResult, spec: GateSpec, checkout: Path, ctx: GateContext) -> GateResult:
+        if result.status == "error":
+            return result
+        failures = read_failures(result, spec, checkout)
+        if result.returncode not in (0, 5) and not failures:
+            return result  # it failed without naming tests (a usage error, a crash): nothing to judge
+        closing = set(ctx.item.requirements) if ctx.item.kind == "code" else set()
+        open_now = set(ctx.open_requirements()) - closing
+        citations = citations_by_node(checkout, self.config, list(ctx.known_ids))
+        verdict = judge_tests(failures, citations, open_now)
+        note = (f"judged by the loop's ratchet (exit status {result.returncode}; open requirements: "
+                f"{', '.join(sorted(open_now)) or 'none'})")  # fmt: skip
+        return replace(result, status="pass" if verdict.ok else "fail", reason=verdict.reason,
+                       notes=(*result.notes, note))  # fmt: skip
+
+    async def _tests_plan(self, checkout: Path, subject: str, ctx: GateContext) -> GateResult:
+        item = ctx.item
+        spec = GateSpec(
+            name="tests-plan", kind="tests",
+            argv=(self.python, "-m", "pytest", "-q", "-rfE", "--tb=short", "-p", "no:cacheprovider",
+                  f"--junitxml={TESTS_PLAN_JUNIT}", *ctx.new_test_files),
+            junit_xml=TESTS_PLAN_JUNIT, timeout_s=self.config.gate_timeout_s, memory_mb=4096, env=self.tests_env,
+        )  # fmt: skip
+        result = await run_gate(spec, checkout, subject=subject)
+        if result.status == "error" and result.returncode is None:
+            return result  # timed out, killed: it could not run
+        failures = read_failures(result, spec, checkout)
+        verdict = judge_new_tests(
+            failures, result.returncode, files=ctx.new_test_files, expect=item.expect or "fail",
+            targets=item.target.names,
+        )  # fmt: skip
+        return replace(result, status="pass" if verdict.ok else "fail", reason=verdict.reason)
