@@ -11,7 +11,7 @@ import pytest
 
 from llama_orch.agents._git import Git, GitError, GitVersionError
 from llama_orch.agents._trailers import Trailers, read_trailers
-from llama_orch.agents._workspace import NothingToCommitError, WorkspaceError, WorkspaceManager
+from llama_orch.agents._workspace import NothingToCommitError, Workspace, WorkspaceError, WorkspaceManager
 
 from ._gitrepo import git, make_repo
 
@@ -181,3 +181,20 @@ def test_workspace_merge_gate_and_artifact_names_are_public() -> None:
     assert set(agents.__all__) >= WORKSPACE_SURFACE
     for name in WORKSPACE_SURFACE:
         assert getattr(agents, name) is not None
+
+
+async def test_eight_workspaces_at_once_do_not_race_on_git_locks(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    async with WorkspaceManager(repo) as manager:
+        spaces = await asyncio.gather(*(manager.create(f"p{n}") for n in range(8)))
+        assert len({ws.path for ws in spaces}) == 8
+
+        async def work(ws: Workspace) -> str:
+            (ws.path / f"{ws.agent_id}.txt").write_text("mine\n")
+            return await ws.commit(f"work of {ws.agent_id}", Trailers(requirements=["APP-0001"]))
+
+        commits = await asyncio.gather(*(work(ws) for ws in spaces))
+        assert len(set(commits)) == 8
+        await asyncio.gather(*(manager.remove(ws) for ws in spaces))
+        assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+        assert git(repo, "branch", "--list", "llorch/agent/*") == ""

@@ -229,7 +229,7 @@ def test_the_cli_module_surface() -> None:
     import llama_orch.cli as cli_module
 
     assert cli_module.__all__ == ["ExitCode", "app", "main"]
-    assert {int(code) for code in ExitCode} == {0, 1, 2, 3, 4, 5, 6, 7, 8, 130}
+    assert {int(code) for code in ExitCode} == {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 130}
     assert all(str(int(code)) in (cli_module._errors.__doc__ or "") for code in ExitCode)
 
 
@@ -237,7 +237,8 @@ def test_version_and_help(cli: Cli) -> None:
     assert ">=0.1,<0.2" in cli(None, "--version").stdout
     helped = cli(None, "--help")
     assert helped.exit_code == 0
-    for command in ("serve", "status", "submit", "sessions", "catalog", "pools", "artifacts", "capabilities"):
+    for command in ("serve", "status", "submit", "sessions", "catalog", "pools", "artifacts", "capabilities",
+                    "plan", "contract", "tests", "impl", "loop", "trace", "replay"):
         assert command in helped.stdout
 
 

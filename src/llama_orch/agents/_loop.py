@@ -415,11 +415,20 @@ class LoopRun:
             if e.get("event") == "committed" and e.get("branch") not in decided:
                 candidates[e["item"]] = e["branch"]
         keep = set(candidates.values())
-        for e in events:
-            if e.get("event") == "workspace":
-                # A worktree a dead CLI left behind: gone, and its branch unless it holds a candidate.
+        assert self.state is not None
+        mine = f"{self.state.run_id}-"
+        # Worktrees and branches a dead CLI of this run left behind (found by name: it may have died
+        # between creating one and recording it): gone, but for branches holding a candidate.
+        for path in sorted(manager.worktrees_dir.glob(f"{mine}*")):
+            branch = manager.branch_prefix + path.name
+            with contextlib.suppress(Exception):
+                await manager._remove(path, None if branch in keep else branch)
+        pattern = f"refs/heads/{manager.branch_prefix}{mine}*"
+        refs = await manager.git.out("for-each-ref", "--format=%(refname:short)", pattern)
+        for branch in refs.split():
+            if branch not in keep:
                 with contextlib.suppress(Exception):
-                    await manager._remove(Path(e["path"]), None if e["branch"] in keep else e["branch"])
+                    await manager.git("branch", "-D", "--quiet", branch)
         for leftover in manager.worktrees_dir.glob(".scratch-*"):
             with contextlib.suppress(Exception):
                 await manager._remove(leftover, None)
