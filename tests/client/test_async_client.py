@@ -229,7 +229,7 @@ async def test_retriable_errors_are_retried_as_often_as_allowed(serve: Serve) ->
         await client.create_task(prompt="c", max_tokens=100)  # two slots busy, the queue's one place taken
         with pytest.raises(DeadlineUnmetError) as caught:
             await client.create_task(prompt="d", max_tokens=1, deadline_ms=1)
-    assert caught.value.retriable and caught.value.status == 503
+    assert caught.value.retriable and caught.value.status == 429
     assert transport.count("POST", "/v1/tasks") == 3 + 3
 
 

@@ -380,7 +380,7 @@ def test_draining_pool_is_503(contract: Contract) -> None:
     assert (caught.value.status, caught.value.retriable, caught.value.retry_after_ms) == (503, True, 1000)
 
 
-def test_unmeetable_deadline_is_503(contract: Contract) -> None:
+def test_unmeetable_deadline_is_429(contract: Contract) -> None:
     i = contract.interaction(
         "a task submission whose deadline cannot be met",
         "POST",
@@ -390,19 +390,20 @@ def test_unmeetable_deadline_is_503(contract: Contract) -> None:
     )
     contract.responds(
         i,
-        503,
+        429,
         envelope(
             "DEADLINE_UNMET",
             "predicted start in 1840 ms misses the deadline of 1 ms",
             retriable=True,
             retry_after_ms=match.int(1839, min=0),
+            policy_label="deadline-unmet",
             details={"predicted_start_ms": match.int(1840, min=0), "pool": match.str("default")},
         ),
         headers=backoff_headers(2, 1839),
     )
     with contract.client() as client, pytest.raises(DeadlineUnmetError) as caught:
         client.create_task(prompt="hello", max_tokens=4, deadline_ms=1)
-    assert (caught.value.status, caught.value.retriable, caught.value.retry_after_ms) == (503, True, 1839)
+    assert (caught.value.status, caught.value.retriable, caught.value.retry_after_ms) == (429, True, 1839)
 
 
 # -- data plane: streams and cancellation -----------------------------------------------------------------

@@ -86,7 +86,8 @@ def test_deadline_that_the_prediction_misses_is_refused_with_advice() -> None:
     with pytest.raises(AdmissionError) as info:
         admit(request(deadline_ms=5), [pool], NOW)
     err = info.value
-    assert err.code is ErrorCode.DEADLINE_UNMET and err.status == 503 and err.retriable
+    assert err.code is ErrorCode.DEADLINE_UNMET and err.status == 429 and err.retriable
+    assert err.policy_label == "deadline-unmet"
     assert err.details == {"predicted_start_ms": 248, "pool": "a"}
     assert err.retry_after_ms == 248 - 5
 

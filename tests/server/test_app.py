@@ -274,13 +274,14 @@ async def test_interactive_runs_before_batch(serve: Serve, http: aiohttp.ClientS
     assert [tid for _, tid in sorted(order)] == [head["task_id"], i1["task_id"], b1["task_id"], b2["task_id"]]
 
 
-async def test_deadline_that_cannot_be_met_is_503(serve: Serve, http: aiohttp.ClientSession) -> None:
+async def test_deadline_that_cannot_be_met_is_429_with_advice(serve: Serve, http: aiohttp.ClientSession) -> None:
     base = await serve(fast_config(mock=SLOW))
     await submit(http, base, max_tokens=100)  # ~5 s of work on the only slot
     async with http.post(f"{base}/v1/tasks", json={"prompt": "x", "deadline_ms": 50}) as resp:
-        body = await error_of(resp, 503, "DEADLINE_UNMET")
+        body = await error_of(resp, 429, "DEADLINE_UNMET")
         assert int(resp.headers["Retry-After"]) >= 1
-    assert body["retriable"] is True
+        assert int(resp.headers["X-Backoff-Ms"]) == body["retry_after_ms"] > 0
+    assert body["retriable"] is True and body["policy_label"] == "deadline-unmet"
     assert body["details"]["predicted_start_ms"] > 50
 
 

@@ -382,21 +382,21 @@ async def answered(serve: Serve, http: aiohttp.ClientSession) -> dict[tuple[str,
     await call("DELETE", session, base + "/v1/sessions/s1")  # 404
     await call("GET", "/v1/capabilities", base + "/v1/capabilities")  # 200
 
-    # A pool with one slot and a queue of one, busy with a slow task: 503 DEADLINE_UNMET, then 429.
+    # A pool with one slot and a queue of one, busy with a slow task: 429 DEADLINE_UNMET, then 429 full.
     busy = await serve(
         fast_config(queue=QueueConfig(capacity=1), mock=MockSettings(tokens_per_s=1, first_token_ms=1, slots=1))
     )
     first = await call("POST", tasks, busy + tasks, json={"prompt": "a", "max_tokens": 1000})
     assert first.status == 202
     late = await call("POST", tasks, busy + tasks, json={"prompt": "b", "max_tokens": 1000, "deadline_ms": 1})
-    assert late.status == 503
+    assert late.status == 429
     queued = await call("POST", tasks, busy + tasks, json={"prompt": "c", "max_tokens": 1000})
     assert queued.status == 202
     full = await call("POST", tasks, busy + tasks, json={"prompt": "d", "max_tokens": 1000})
     assert full.status == 429
     assert full.headers["Retry-After"].isdigit() and full.headers["X-Backoff-Ms"].isdigit()
 
-    assert answered[(tasks, "post")] == {"202", "400", "405", "409", "413", "429", "503"}
+    assert answered[(tasks, "post")] == {"202", "400", "405", "409", "413", "429"}
     return answered
 
 

@@ -30,9 +30,10 @@
     │   ├── BackpressureError           too busy now: retry later (429)
     │   │   ├── AdmissionRejectError        ADMISSION_REJECT
     │   │   ├── QueueFullDropLruError       QUEUE_FULL_DROP_LRU
-    │   │   └── RateLimitedError            RATE_LIMITED (the identity's requests/tokens per minute)
+    │   │   ├── RateLimitedError            RATE_LIMITED (the identity's requests/tokens per minute)
+    │   │   └── DeadlineUnmetError          DEADLINE_UNMET (429; also an UnavailableError, as before)
     │   ├── UnavailableError            the pool cannot take it now (503)
-    │   │   ├── DeadlineUnmetError          DEADLINE_UNMET
+    │   │   ├── DeadlineUnmetError          (see above)
     │   │   ├── PoolUnreadyError            POOL_UNREADY
     │   │   ├── PoolUnavailableError        POOL_UNAVAILABLE
     │   │   └── PoolDrainingError           POOL_DRAINING
@@ -251,7 +252,12 @@ class UnavailableError(APIError):
     """The pool cannot take the task now (503)."""
 
 
-class DeadlineUnmetError(UnavailableError):
+class DeadlineUnmetError(BackpressureError, UnavailableError):
+    """The predicted start misses ``deadline_ms`` (429, with advice: the queue is too long now).
+
+    Also an :class:`UnavailableError`, its group while the server answered it 503.
+    """
+
     code_value = ErrorCode.DEADLINE_UNMET
 
 

@@ -4,7 +4,8 @@ Order of checks (the first failure is reported): pool pin, engine, model, worklo
 ``ctx``, ``max_tokens``, prompt + ``max_tokens`` against the context (:func:`matching_pools`,
 :func:`check_limits`); then, over :class:`PoolSnapshot` s of the pools that fit, :func:`admit`:
 which of them admit now (else ``503 POOL_UNREADY`` / ``POOL_DRAINING``), the one predicted to start
-the task soonest, and the task's deadline against that prediction (``503 DEADLINE_UNMET``).
+the task soonest, and the task's deadline against that prediction (``429 DEADLINE_UNMET``: a
+capacity answer with advice, like a full queue, not a fault of ours).
 
 Sessions, budgets and the queue's own capacity are checked by the caller once a pool is chosen
 (they change state, and admission here changes none).
@@ -210,6 +211,7 @@ def admit(request: TaskRequest, pools: Sequence[PoolSnapshot], now: float) -> Ad
             f"predicted start in {predicted_ms} ms misses the deadline of {deadline} ms",
             retriable=True,
             retry_after_ms=predicted_ms - deadline,
+            policy_label="deadline-unmet",
             details={"predicted_start_ms": predicted_ms, "pool": chosen.limits.pool_id},
         )
     return Admission(chosen.limits.pool_id, predicted_ms)

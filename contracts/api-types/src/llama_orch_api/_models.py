@@ -105,7 +105,7 @@ ERROR_STATUS: dict[ErrorCode, int] = {
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.ADMISSION_REJECT: 429,
     ErrorCode.QUEUE_FULL_DROP_LRU: 429,
-    ErrorCode.DEADLINE_UNMET: 503,
+    ErrorCode.DEADLINE_UNMET: 429,
     ErrorCode.POOL_UNREADY: 503,
     ErrorCode.POOL_UNAVAILABLE: 503,
     ErrorCode.WORKER_RESET: 503,
