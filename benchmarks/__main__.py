@@ -22,10 +22,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks import admission, artifacts, prediction, real_engine, relay
+from benchmarks import admission, artifacts, loop, prediction, real_engine, relay
 from benchmarks._common import ROOT, pick_cpus
 
-SECTIONS = ("admission", "relay", "prediction", "artifacts", "real_engine")
+SECTIONS = ("admission", "relay", "prediction", "artifacts", "real_engine", "loop")
 
 
 def _git_rev() -> str:
@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     rel = relay.RelayParams(tokens=1000, rates=(1000.0,)) if quick else relay.RelayParams()
     pred = prediction.PredictionParams(tasks=80) if quick else prediction.PredictionParams()
     real = real_engine.RealEngineParams(rounds=1, concurrency=(1,)) if quick else real_engine.RealEngineParams()
+    loops = loop.LoopParams(items=12, big_items=32) if quick else loop.LoopParams()
 
     started = time.monotonic()
     result: dict[str, Any] = {
@@ -214,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             ("prediction", partial(prediction.run, pred, cpus, tmp), report_prediction),
             ("artifacts", partial(artifacts.run_section, quick, cpus), artifacts.report),
             ("real_engine", partial(real_engine.run, real, cpus, tmp), real_engine.report),
+            ("loop", partial(loop.run, loops, cpus, tmp), loop.report),
         ]
         for name, fn, report in sections:
             if name not in only:

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["check_contract", "check_contract_text", "main"]
+__all__ = ["check_contract", "check_contract_text", "files", "main"]
 
 SUFFIXES = (".json", ".yaml", ".yml")
 _METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -117,7 +117,8 @@ def check_contract(path: Path) -> list[str]:
     return check_contract_text(text, path.name)
 
 
-def _files(paths: Sequence[Path]) -> Iterator[Path]:
+def files(paths: Sequence[Path]) -> Iterator[Path]:
+    """The contract documents under ``paths`` (files or folders), sorted."""
     for p in paths:
         if p.is_dir():
             yield from sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in SUFFIXES)
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Check every contract under the given files or folders; 1 if any is bad."""
     paths = [Path(a) for a in (sys.argv[1:] if argv is None else argv)]
     bad = checked = 0
-    for f in _files(paths):
+    for f in files(paths):
         checked += 1
         for problem in check_contract(f):
             bad += 1

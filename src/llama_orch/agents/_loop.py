@@ -134,13 +134,29 @@ class RunSummary:
 
 
 def auto_agents(capabilities: Capabilities, pools: set[str] | None = None) -> tuple[int, int]:
-    """``(agents, slots)`` for ``--agents auto`` (see the module docstring)."""
+    """``(agents, slots)`` to start ``--agents auto`` with (see the module docstring)."""
     chosen = [p for p in capabilities.pools if not pools or p.id in pools]
     slots = sum(p.concurrency for p in chosen)
     queue = sum(p.queue_capacity for p in chosen)
     if slots <= 0:
         return 1, 0
     return max(1, min(slots + math.ceil(slots / 2), slots + queue)), slots
+
+
+def auto_resize(slots: int, ceiling: int, floor: int, model_fraction: float | None) -> int:
+    """Agents that keep ``slots`` busy when each spends ``model_fraction`` of its rounds in model calls.
+
+    An agent is in a model call only part of its round (it also applies, commits, waits for the
+    merge queue), so ``slots / fraction`` agents keep the slots full; one more absorbs the jitter.
+    Bounded by ``floor`` (the starting size) and ``ceiling`` (slots plus queue places: beyond that
+    the backend would answer 429).
+
+    >>> auto_resize(4, 100, 6, 0.5), auto_resize(4, 100, 6, 1.0), auto_resize(4, 10, 6, 0.1)
+    (9, 6, 10)
+    """
+    if model_fraction is None or model_fraction <= 0:
+        return floor
+    return max(floor, min(ceiling, math.ceil(slots / min(1.0, model_fraction)) + 1))
 
 
 async def _show(git: Git, rev: str, path: str) -> str | None:
@@ -249,6 +265,8 @@ class LoopRun:
         self.stages: tuple[ItemKind, ...] = options.stages
         self.fast_path = 0
         self.model_calls = 0
+        self.ceiling = self.auto_floor = self.agents_peak = 1
+        self.round_seconds = 0.0
         self.client: AsyncClient | None = None
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -301,7 +319,10 @@ class LoopRun:
         self.budget.tokens_used = sum(int(e.get("tokens_out", 0)) for e in events if e.get("event") == "call-finished")
         state.append("run-started", command=options.command, segment=info["segments"], agents=self.agents,
                      slots=self.slots, base=prep.repo.base, resume=bool(options.resume))  # fmt: skip
-        limiter = AdaptiveLimiter(initial=max(1, min(self.agents, max(self.slots, 1))), max_limit=max(self.agents, 1))
+        self.ceiling = self.auto_floor = self.agents_peak = self.agents
+        if options.agents == "auto":
+            self.ceiling = max(self.agents, sum(p.concurrency + p.queue_capacity for p in prep.capabilities.pools))
+        limiter = AdaptiveLimiter(initial=max(1, min(self.agents, max(self.slots, 1))), max_limit=max(self.ceiling, 1))
         client = AsyncClient(
             options.base_url, token=options.token, timeout=options.timeout, limiter=limiter,
             retry=RetryPolicy(max_attempts=10, base_delay_s=0.2, max_delay_s=5.0),
@@ -448,6 +469,7 @@ class LoopRun:
             self.states[it.id] = "waiting"
         feedback: dict[str, str | None] = {}
         running: dict[asyncio.Task[RoundResult], WorkItem] = {}
+        began: dict[asyncio.Task[RoundResult], float] = {}
         width = {it.id: max(1, min(config.attempts, self.agents)) for it in plan.items}
         last_sig: str | None = None
         same = 0
@@ -461,6 +483,10 @@ class LoopRun:
                         self.stop_reason = ("stopped", f"budget: {exc.message}")
                 if self.stop_reason is not None:
                     break
+                if self.options.agents == "auto" and self.round_seconds > 0:
+                    fraction = self.env.model.call_seconds / self.round_seconds
+                    self.agents = auto_resize(self.slots, self.ceiling, self.auto_floor, fraction)
+                    self.agents_peak = max(self.agents_peak, self.agents)
                 busy = sum(width[it.id] for it in running.values())
                 for it in plan.items:
                     if self.states[it.id] != "waiting":
@@ -476,6 +502,7 @@ class LoopRun:
                         name=f"round {it.id} #{round_no}",
                     )
                     running[task] = it
+                    began[task] = time.monotonic()
                     busy += width[it.id]
                     state.append("round-started", item=it.id, round=round_no)
                 if not running:
@@ -487,6 +514,7 @@ class LoopRun:
                 done, _ = await asyncio.wait(running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     it = running.pop(task)
+                    self.round_seconds += time.monotonic() - began.pop(task)
                     try:
                         result = task.result()
                     except BudgetSpent as exc:
@@ -641,6 +669,7 @@ class LoopRun:
             "model_calls": self.env.model.calls,
             "fast_path_merges": self.fast_path,
             "agents": self.agents,
+            "agents_peak": self.agents_peak,
             "slots": self.slots,
             "gates": {**gates, "pass_rate": round(gates["pass"] / runs, 3) if runs else None},
             "limiter": None if stats is None else {

@@ -192,6 +192,8 @@ class LoopModel:
         self._seq = 0
         self.calls = 0
         self.in_flight: set[str] = set()
+        self.call_seconds = 0.0
+        """Time spent in model calls (admission to the last token), all agents together."""
         self.artifacts_of: dict[str, tuple[str, str]] = {}
         """task id -> (prompt artifact, response artifact)."""
 
@@ -239,6 +241,7 @@ class LoopModel:
         pool = ctx.pool
         self.in_flight.add(task_id)
         self.calls += 1
+        began = time.monotonic()
         try:
             fields: dict[str, Any] = {
                 "task_id": task_id, "prompt": request.prompt, "max_tokens": granted, "seed": request.seed,
@@ -269,6 +272,7 @@ class LoopModel:
                 raise
         finally:
             self.in_flight.discard(task_id)
+            self.call_seconds += time.monotonic() - began
             used = end.tokens_out if end is not None else len(tokens)
             await self.budget.settle(granted, used, price)
             if self._on_tokens is not None:
