@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a running orchestratord ($LLORCH_BASE_URL)",
     )
     parser.add_argument(
+        "--token",
+        default=os.environ.get("LLORCH_TOKEN") or None,
+        help="bearer token for an orchestratord with authentication on ($LLORCH_TOKEN)",
+    )
+    parser.add_argument(
         "--config",
         default=os.environ.get("LLORCH_BDD_CONFIG") or None,
         help="config of the orchestratord started when there is no base URL ($LLORCH_BDD_CONFIG; default: a small "
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from llama_orch.bdd._runner import run_features
 
     if options.base_url is not None:
-        return run_features(paths, options.base_url, behave_args)
+        return run_features(paths, options.base_url, behave_args, token=options.token)
     server = EmbeddedOrchestratord(config)
     try:
         try:
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             return 3
         pid = server.process.pid if server.process is not None else "?"
         print(f"bdd-runner: orchestratord (pid {pid}, config {config}) at {base_url}", flush=True)
-        return run_features(paths, base_url, behave_args)
+        return run_features(paths, base_url, behave_args, token=options.token)
     finally:
         server.stop()
 

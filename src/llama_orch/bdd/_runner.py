@@ -32,10 +32,14 @@ class _PackageRunner(Runner):  # type: ignore[misc]  # behave is untyped
         self.step_registry = _steps.registry()
 
 
-def run_features(paths: list[str], base_url: str, behave_args: list[str]) -> int:
-    """Run the features at ``paths`` against ``base_url``; behave's exit status (0: all passed)."""
+def run_features(paths: list[str], base_url: str, behave_args: list[str], *, token: str | None = None) -> int:
+    """Run the features at ``paths`` against ``base_url``; behave's exit status (0: all passed).
+
+    ``token`` is handed to the steps' client in memory (never on a command line)."""
     args = list(behave_args)
     if not any(a in ("-f", "--format") or a.startswith("--format=") for a in args):
         args += ["--format", "plain"]
     config: Any = Configuration(command_args=[*args, "--define", f"base_url={base_url}", *paths], load_config=False)
+    if token:
+        config.userdata["token"] = token
     return int(run_behave(config, runner_class=_PackageRunner))

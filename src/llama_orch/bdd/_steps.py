@@ -94,7 +94,10 @@ def before_all(context: Any) -> None:
     assert base_url, "the runner passes the server's URL as -D base_url=…"
     # One attempt per call: the features check what the server answers, including 429s, which the
     # SDK would otherwise retry. The API version is checked against the server's capabilities.
-    context.client = Client(base_url, retry=RetryPolicy(max_attempts=1), limiter=None, correlation_id=_CID, timeout=60)
+    token = context.config.userdata.get("token") or os.environ.get("LLORCH_TOKEN") or None
+    context.client = Client(
+        base_url, token=token, retry=RetryPolicy(max_attempts=1), limiter=None, correlation_id=_CID, timeout=60
+    )
     context.run_id = os.urandom(3).hex()
 
 

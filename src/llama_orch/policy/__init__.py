@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from llama_orch.policy._builtin import BuiltinPolicy
 from llama_orch.policy._cache import CachedResponse, FetchCache
-from llama_orch.policy._config import OpaConfig, OutboundRules, PolicyConfig, RedactionConfig, RegoConfig
+from llama_orch.policy._config import FetchConfig, OpaConfig, OutboundRules, PolicyConfig, RedactionConfig, RegoConfig
 from llama_orch.policy._fetch import (
     FetchFailed,
     FetchLimits,
@@ -53,6 +53,7 @@ __all__ = [
     "CachedSearch",
     "Decision",
     "FetchCache",
+    "FetchConfig",
     "FetchFailed",
     "FetchLimits",
     "FetchResult",

@@ -118,8 +118,21 @@ class OpaConfig(_Strict):
     timeout_s: float = Field(1.0, gt=0, le=30)
 
 
+class FetchConfig(_Strict):
+    """Limits of the fetch tool (``POST /v1/tools/fetch``); a request may ask for less, never more."""
+
+    max_bytes: int = Field(2 * 1024 * 1024, ge=1, le=64 * 1024 * 1024)
+    timeout_s: float = Field(15.0, gt=0, le=120, description="The whole fetch: DNS, connects, redirects, body.")
+    connect_timeout_s: float = Field(5.0, gt=0, le=60)
+    read_timeout_s: float = Field(5.0, gt=0, le=60, description="Between two chunks of the body.")
+    max_redirects: int = Field(5, ge=0, le=20)
+    cache_entries: int = Field(256, ge=0, le=100_000)
+    cache_bytes: int = Field(32 * 1024 * 1024, ge=0)
+
+
 class PolicyConfig(_Strict):
     outbound: dict[str, OutboundRules] = Field(default_factory=dict)
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
     redaction: RedactionConfig = Field(default_factory=RedactionConfig)
     rego: RegoConfig | None = None
     opa: OpaConfig | None = None

@@ -16,6 +16,9 @@ Example::
 
     pool-managerd --orchestrator http://orch:8080 --name gpu-host-a --pool gpu \\
         --engine external --endpoint http://10.1.2.3:8081 --model-ref hf:org/repo/model.gguf
+
+With authentication on, it sends ``Authorization: Bearer`` from ``--token`` or ``LLORCH_TOKEN``
+(an identity with the ``replicas`` scope); a refused registration (401/403) exits with status 2.
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ class ManagerdConfig:
     devices: str | None = None
     mock: MockSettings = field(default_factory=MockSettings)
     request_timeout_s: float = 5.0
+    token: str | None = None
+    """Bearer token for orchestratord (needs the ``replicas`` scope); never logged."""
 
 
 class Managerd:
@@ -164,7 +169,10 @@ class Managerd:
     @property
     def http(self) -> aiohttp.ClientSession:
         if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.request_timeout_s))
+            headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else None
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.config.request_timeout_s), headers=headers
+            )
         return self._http
 
     async def register(self) -> RegistrationAck:
@@ -281,6 +289,11 @@ class Managerd:
 def parse_args(argv: list[str] | None = None) -> ManagerdConfig:
     parser = argparse.ArgumentParser(prog="pool-managerd", description=__doc__.splitlines()[0].strip("`"))
     parser.add_argument("--orchestrator", default=os.environ.get("LLORCH_URL", "http://127.0.0.1:8080"))
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("LLORCH_TOKEN"),
+        help="bearer token with the 'replicas' scope (default: $LLORCH_TOKEN)",
+    )
     parser.add_argument("--name", default=socket.gethostname().split(".")[0], help="this host's name (unique)")
     parser.add_argument("--pool", default="default", help="the orchestratord pool the replicas serve")
     parser.add_argument("--model-ref", default="mock:tiny", help="the model the replicas serve (the pool's)")
@@ -310,6 +323,7 @@ def parse_args(argv: list[str] | None = None) -> ManagerdConfig:
         bind=args.bind,
         advertise=args.advertise,
         devices=args.devices,
+        token=args.token or None,
         mock=MockSettings(
             tokens_per_s=args.mock_tokens_per_s, first_token_ms=args.mock_first_token_ms, slots=args.slots
         ),

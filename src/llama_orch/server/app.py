@@ -14,10 +14,10 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
-from llama_orch.artifacts import ArtifactStore
 from llama_orch.catalog import Catalog
 from llama_orch.errors import OrchError
 from llama_orch.scheduler import Orchestrator, RecordWriter
@@ -27,9 +27,11 @@ from llama_orch.server import (
     _control_routes,
     _data_routes,
     _registry_routes,
+    _tool_routes,
     openapi,
 )
 from llama_orch.server._http import ARTIFACTS, CATALOG, CID, CONFIG, ORCH, Handler, Route, error_response
+from llama_orch.server._security import SECURITY, PolicyArtifactStore, Security, secure_document, security_middleware
 from llama_orch.server.config import OrchestratorConfig
 from llama_orch_api import ErrorCode
 
@@ -41,6 +43,7 @@ ROUTES: list[Route] = [
     *_artifact_routes.ROUTES,
     *_catalog_routes.ROUTES,
     *_registry_routes.ROUTES,
+    *_tool_routes.ROUTES,
 ]
 """Every API operation the server serves."""
 
@@ -80,7 +83,7 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
 
 
 async def served_openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi.served_document(ROUTES))
+    return web.json_response(secure_document(openapi.served_document(ROUTES), ROUTES))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -91,11 +94,20 @@ def create_app(config: OrchestratorConfig) -> web.Application:
     """The orchestratord application; pools start and stop with the app's lifespan."""
     # The largest body any route takes; each route enforces its own limit (read_body).
     max_body = max(config.server.max_body_bytes, config.artifacts.max_bytes)
-    app = web.Application(middlewares=[envelope_middleware], client_max_size=max_body)
+    app = web.Application(middlewares=[envelope_middleware, security_middleware], client_max_size=max_body)
     app[CONFIG] = config
-    app[ARTIFACTS] = ArtifactStore(
+    security = app[SECURITY] = Security(
+        auth=config.auth,
+        policy=config.policy,
+        telemetry=config.telemetry,
+        data_dir=Path(config.data_dir) if config.data_dir else None,
+        routes=ROUTES,
+    )
+    store = PolicyArtifactStore(
         config.data_dir, inline_max_bytes=config.artifacts.inline_max_bytes, max_bytes=config.artifacts.max_bytes
     )
+    store.security = security
+    app[ARTIFACTS] = store
     app[CATALOG] = Catalog.in_data_dir(
         config.data_dir, trusted_keys=config.catalog.trusted_keys, default_policy=config.catalog.policy()
     )
@@ -111,6 +123,7 @@ def create_app(config: OrchestratorConfig) -> web.Application:
         await app[ORCH].start()
         yield
         await app[ORCH].aclose()
+        app[SECURITY].tracing.shutdown()
 
     async def end_streams(app: web.Application) -> None:
         # Runs before aiohttp waits for open handlers: every open SSE stream gets its final

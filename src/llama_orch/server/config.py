@@ -21,12 +21,15 @@ from pydantic import Field, ValidationError, model_validator
 
 from llama_orch._config import StrictModel
 from llama_orch.artifacts import ArtifactsConfig
+from llama_orch.auth import AuthConfig
 from llama_orch.catalog import DEFAULT_POLICY, CatalogConfig, TrustPolicyConfig, load_public_key
 from llama_orch.core import QueuePolicy
 from llama_orch.engines.mock import MockSettings
 from llama_orch.errors import ConfigError
+from llama_orch.policy import PolicyConfig
 from llama_orch.pools import EMBEDDED_MODEL_REF, ModelsConfig, PoolConfig, QueueConfig, RestartPolicy
 from llama_orch.scheduler import RegistryConfig, SchedulerSettings, SessionConfig
+from llama_orch.telemetry import TelemetryConfig
 from llama_orch_api import BudgetSpec, Determinism, TrustMode, TrustPolicy, Workload
 
 _Strict = StrictModel
@@ -59,6 +62,15 @@ class OrchestratorConfig(StrictModel):
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig,
+        description="Authentication: static tokens, OIDC/JWT, mTLS, rate limits. None configured: the local dev "
+        "mode, allowed only on a loopback bind.",
+    )
+    policy: PolicyConfig = Field(
+        default_factory=PolicyConfig, description="Outbound rules per purpose, fetch limits, redaction, Rego/OPA."
+    )
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     pools: list[PoolConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

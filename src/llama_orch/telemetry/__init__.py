@@ -5,6 +5,7 @@ traces (off by default; W3C ``traceparent`` in and out), structured JSON logs wi
 
 from __future__ import annotations
 
+from llama_orch.telemetry._config import TelemetryConfig
 from llama_orch.telemetry._logging import JsonFormatter, PrettyFormatter, RedactingFilter, configure_logging
 from llama_orch.telemetry._metrics import OTHER, LabelGuard, Metrics, nvml_readings
 from llama_orch.telemetry._ontime import StartErrors
@@ -19,6 +20,7 @@ __all__ = [
     "PrettyFormatter",
     "RedactingFilter",
     "StartErrors",
+    "TelemetryConfig",
     "Tracing",
     "TracingConfig",
     "configure_logging",

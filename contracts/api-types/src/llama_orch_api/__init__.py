@@ -71,6 +71,7 @@ from llama_orch_api._registry import (
     ReplicaHeartbeat,
     ReplicaRegistration,
 )
+from llama_orch_api._tools import FetchHop, FetchRequest, FetchResponse
 
 __all__ = [
     "API_VERSION",
@@ -98,6 +99,9 @@ __all__ = [
     "ErrorEnvelope",
     "ErrorEvent",
     "FeatureFlags",
+    "FetchHop",
+    "FetchRequest",
+    "FetchResponse",
     "GpuReading",
     "HeartbeatAck",
     "KvHint",

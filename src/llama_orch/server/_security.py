@@ -1,0 +1,443 @@
+"""Security and observability around every route: one middleware, one scope table.
+
+For each request that matched a route, :func:`security_middleware`:
+
+1. opens a server span (the client's ``traceparent`` as parent) tagged with the correlation id;
+2. authenticates (:class:`~llama_orch.auth.Authenticator`: bearer token, JWT, client certificate;
+   the local dev mode when no method is configured) — ``401`` with ``WWW-Authenticate``;
+3. checks the route's scope from :data:`SCOPES` — ``403 FORBIDDEN``;
+4. takes the identity's rate limit (requests; and ``max_tokens`` for task admission) — ``429
+   RATE_LIMITED`` with ``Retry-After``, ``X-Backoff-Ms`` and ``X-RateLimit-*``;
+5. runs the handler, then counts the request (route template, method, status), writes an audit
+   record for admin actions (:data:`AUDITED`), and remembers who admitted each task so its record
+   and metrics name the identity (never the credential).
+
+:data:`SCOPES` names the scope of every operation of the route table; ``tests/server`` fails when a
+route has none. A route that is somehow missing from it at run time needs ``admin`` (fail closed).
+
+Every artifact write — task records, ``POST /v1/artifacts``, fetch traces — goes through
+:class:`PolicyArtifactStore`, which asks the policy hook (``write``, sink ``artifact``) and stores
+the redacted content; task records also feed the task metrics and the queue-wait/engine spans.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.context import Context
+
+from llama_orch.artifacts import ArtifactStore
+from llama_orch.auth import (
+    AuditLog,
+    AuditRecord,
+    AuthConfig,
+    Authenticator,
+    Identity,
+    RateLimited,
+    RateState,
+    Scope,
+    Unauthenticated,
+)
+from llama_orch.errors import OrchError
+from llama_orch.policy import (
+    FetchCache,
+    FetchLimits,
+    PolicyConfig,
+    PolicyDenied,
+    PolicyHook,
+    SafeFetcher,
+    Write,
+    build_policy,
+    default_redactor,
+)
+from llama_orch.server._http import CID, Handler, Route, error_response
+from llama_orch.telemetry import Metrics, StartErrors, TelemetryConfig, Tracing, context_of
+from llama_orch_api import API_VERSION, ArtifactCreate, ArtifactRef, ErrorCode
+
+log = logging.getLogger("llama_orch.server.security")
+
+PUBLIC = "public"
+"""No identity needed (``/healthz``, ``/openapi.json``)."""
+ANY = "any"
+"""Any authenticated identity, whatever its scopes (``/v1/capabilities``: every client checks it)."""
+
+SCOPES: dict[str, Scope | str] = {
+    "createTask": Scope.data,
+    "streamTask": Scope.data,
+    "cancelTask": Scope.data,
+    "getSession": Scope.data,
+    "deleteSession": Scope.data,
+    "getCapabilities": ANY,
+    "listReplicaSets": Scope.control,
+    "getPoolHealth": Scope.control,
+    "drainPool": Scope.control,
+    "reloadPool": Scope.control,
+    "createArtifact": Scope.artifacts,
+    "listArtifacts": Scope.artifacts,
+    "getArtifact": Scope.artifacts,
+    "getArtifactLineage": Scope.artifacts,
+    "createCatalogModel": Scope.control,
+    "listCatalogModels": Scope.control,
+    "getCatalogModel": Scope.control,
+    "deleteCatalogModel": Scope.control,
+    "verifyCatalogModel": Scope.control,
+    "setCatalogModelState": Scope.control,
+    "registerReplicas": Scope.replicas,
+    "heartbeatReplica": Scope.replicas,
+    "removeReplica": Scope.replicas,
+    "fetchUrl": Scope.data,
+    "getMetrics": Scope.control,
+}
+"""The scope each operation needs (``admin`` has them all)."""
+
+UNLISTED: dict[tuple[str, str], str] = {("GET", "/healthz"): PUBLIC, ("GET", "/openapi.json"): PUBLIC}
+"""Routes outside the API's route table and what they need."""
+
+AUDITED: dict[str, str] = {
+    "drainPool": "pool.drain",
+    "reloadPool": "pool.reload",
+    "createCatalogModel": "catalog.create",
+    "deleteCatalogModel": "catalog.delete",
+    "verifyCatalogModel": "catalog.verify",
+    "setCatalogModelState": "catalog.state",
+    "registerReplicas": "replica.register",
+    "removeReplica": "replica.remove",
+}
+"""Admin actions: each attempt (allowed or not) leaves an audit record."""
+
+
+@dataclass
+class _Admitted:
+    identity: str
+    pool: str
+    priority: str
+    context: Context | None
+    predicted_start_ms: int | None
+
+
+class Security:
+    """The security and telemetry state of one orchestratord app."""
+
+    def __init__(
+        self,
+        *,
+        auth: AuthConfig,
+        policy: PolicyConfig,
+        telemetry: TelemetryConfig,
+        data_dir: Path | None,
+        routes: Sequence[Route],
+        max_tracked_tasks: int = 100_000,
+    ) -> None:
+        self.authenticator = Authenticator(auth)
+        self.policy: PolicyHook = build_policy(policy)
+        self.redactor = policy.redaction.redactor()
+        self.metrics = Metrics(version="0.1.0", api_version=API_VERSION) if telemetry.metrics else None
+        self.tracing = Tracing(telemetry.tracing)
+        self.audit = AuditLog(data_dir / "audit.jsonl" if data_dir is not None else None, redactor=self.redactor)
+        limits = policy.fetch
+        self.fetcher = SafeFetcher(
+            self.policy,
+            purpose="fetch",
+            limits=FetchLimits(
+                max_bytes=limits.max_bytes,
+                timeout_s=limits.timeout_s,
+                connect_timeout_s=limits.connect_timeout_s,
+                read_timeout_s=limits.read_timeout_s,
+                max_redirects=limits.max_redirects,
+            ),
+            cache=FetchCache(max_entries=limits.cache_entries, max_bytes=limits.cache_bytes)
+            if limits.cache_entries
+            else None,
+            redactor=self.redactor,
+        )
+        self.operations: dict[tuple[str, str], str] = {(r.method, r.path): r.operation_id for r in routes}
+        self.start_errors: dict[str, StartErrors] = {}
+        self._tasks: OrderedDict[str, _Admitted] = OrderedDict()
+        self._max_tasks = max_tracked_tasks
+
+    # -- per request -----------------------------------------------------------------------------
+
+    def scope(self, method: str, template: str) -> Scope | str:
+        operation = self.operations.get((method, template))
+        if operation is None:
+            return UNLISTED.get((method, template), Scope.admin)
+        return SCOPES.get(operation, Scope.admin)
+
+    async def rate_limit(self, identity: Identity, request: web.Request, operation: str | None) -> RateState:
+        limiter = self.authenticator.rate_limiter
+        tokens = 0
+        if operation == "createTask" and limiter.limits(identity.label).tokens_per_minute is not None:
+            tokens = _max_tokens(await request.read())
+        return limiter.acquire(identity.label, tokens)
+
+    def admitted(self, task_id: str, entry: _Admitted) -> None:
+        self._tasks[task_id] = entry
+        while len(self._tasks) > self._max_tasks:
+            self._tasks.popitem(last=False)
+
+    def admission_of(self, task_id: str) -> _Admitted | None:
+        return self._tasks.get(task_id)
+
+    def on_time(self, pool: str) -> StartErrors:
+        errors = self.start_errors.get(pool)
+        if errors is None:
+            errors = self.start_errors[pool] = StartErrors()
+        return errors
+
+    # -- task records (called from PolicyArtifactStore) ------------------------------------------
+
+    def observe_record(self, content: Mapping[str, Any], wall_now_ns: int) -> dict[str, Any]:
+        """Metrics and spans from a finished task's record; returns the content to store (with identity)."""
+        out = dict(content)
+        task_id = str(content.get("task_id", ""))
+        admitted = self._tasks.pop(task_id, None)
+        if admitted is not None:
+            out["identity"] = admitted.identity
+        metrics = content.get("metrics") or {}
+        pool = str(content.get("pool") or (admitted.pool if admitted else "unknown"))
+        priority = admitted.priority if admitted else "unknown"
+        waited = metrics.get("waited_ms")
+        first = metrics.get("first_token_ms")
+        total = metrics.get("total_ms")
+        state = str(content.get("state", "unknown"))
+        if waited is not None and admitted is not None and admitted.predicted_start_ms is not None:
+            self.on_time(pool).record(admitted.predicted_start_ms, float(waited))
+        if self.metrics is not None:
+            if waited is not None:
+                self.metrics.started(pool, priority, float(waited) / 1000)
+            decode = None
+            if total is not None and waited is not None and first is not None:
+                decode = max(0.0, (float(total) - float(waited) - float(first)) / 1000)
+            self.metrics.finished(
+                pool,
+                state,
+                tokens_out=int(metrics.get("tokens_out") or 0),
+                ttft_s=float(first) / 1000 if first is not None else None,
+                decode_s=decode,
+            )
+        if admitted is not None and admitted.context is not None and self.tracing.enabled:
+            self._task_spans(admitted.context, task_id, pool, waited, first, total, state, wall_now_ns)
+        return out
+
+    def _task_spans(
+        self, parent: Context, task_id: str, pool: str, waited: Any, first: Any, total: Any, state: str, now_ns: int
+    ) -> None:
+        # The record arrives when the task has ended: its spans are laid out on the recorded timings.
+        if total is None:
+            return
+        admitted_ns = now_ns - int(float(total) * 1e6)
+        attrs = {"llorch.task_id": task_id, "llorch.pool": pool}
+        tracer = self.tracing.tracer
+        if waited is None:
+            span = tracer.start_span("queue_wait", context=parent, start_time=admitted_ns, attributes=attrs)
+            span.set_attribute("llorch.state", state)
+            span.end(end_time=now_ns)
+            return
+        started_ns = admitted_ns + int(float(waited) * 1e6)
+        queue = tracer.start_span("queue_wait", context=parent, start_time=admitted_ns, attributes=attrs)
+        queue.end(end_time=started_ns)
+        placement = tracer.start_span("placement", context=parent, start_time=started_ns, attributes=attrs)
+        placement.end(end_time=started_ns)
+        stream = tracer.start_span("engine_stream", context=parent, start_time=started_ns, attributes=attrs)
+        if first is not None:
+            stream.add_event("first_token", timestamp=started_ns + int(float(first) * 1e6))
+        stream.set_attribute("llorch.state", state)
+        stream.end(end_time=now_ns)
+
+
+SECURITY = web.AppKey("security", Security)
+IDENTITY = web.RequestKey("identity", Identity)
+SPAN_CONTEXT = web.RequestKey("span_context", Context)
+
+
+def _max_tokens(body: bytes) -> int:
+    try:
+        value = json.loads(body or b"{}").get("max_tokens", 0)
+    except (ValueError, AttributeError):
+        return 0
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def _peercert(request: web.Request) -> dict[str, Any] | None:
+    transport = request.transport
+    if transport is None:
+        return None
+    cert = transport.get_extra_info("peercert")
+    return cert if isinstance(cert, dict) and cert else None
+
+
+@web.middleware
+async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    sec = request.app[SECURITY]
+    info = request.match_info
+    resource = info.route.resource
+    if resource is None or info.http_exception is not None:
+        return await handler(request)  # 404/405: nothing to protect, the envelope middleware answers
+    template = resource.canonical
+    method = request.method
+    operation = sec.operations.get((method, template))
+    scope = sec.scope(method, template)
+    cid = request[CID]
+    started = time.perf_counter()
+    status = 500
+    identity: Identity | None = None
+    parent = Tracing.extract(request.headers) if sec.tracing.enabled else None
+    with sec.tracing.span(
+        f"{method} {template}",
+        context=parent,
+        correlation_id=cid,
+        kind=trace.SpanKind.SERVER,
+        attributes={"http.route": template, "http.request.method": method},
+    ) as span:
+        request[SPAN_CONTEXT] = context_of(span)
+        try:
+            rate: RateState | None = None
+            if scope != PUBLIC:
+                identity = await sec.authenticator.authenticate(
+                    request.headers.get("Authorization"), _peercert(request)
+                )
+                if scope != ANY:
+                    assert isinstance(scope, Scope)
+                    sec.authenticator.authorize(identity, scope)
+                rate = await sec.rate_limit(identity, request, operation)
+                request[IDENTITY] = identity
+            response = await handler(request)
+            if rate is not None and not response.prepared:
+                response.headers.update(rate.headers())
+            if operation == "createTask" and response.status == 202 and identity is not None:
+                await _remember_admission(sec, request, response, identity, span)
+        except Unauthenticated as exc:
+            if sec.metrics is not None:
+                sec.metrics.auth_failed(exc.method, exc.reason)
+            log.info(
+                "refused %s %s: %s", method, template, exc.reason,
+                extra={"correlation_id": cid, "narration": f"unauthenticated request ({exc.reason})"},
+            )  # fmt: skip
+            response = error_response(exc, cid)
+            response.headers["WWW-Authenticate"] = exc.www_authenticate
+        except RateLimited as exc:
+            if sec.metrics is not None:
+                sec.metrics.rate_limited.labels(kind=exc.kind).inc()
+                sec.metrics.rejected("unknown", ErrorCode.RATE_LIMITED.value, exc.policy_label)
+            response = error_response(exc, cid)
+            response.headers.update({"X-RateLimit-Limit": str(exc.limit), "X-RateLimit-Remaining": "0"})
+        except OrchError as exc:
+            response = error_response(exc, cid)
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        status = response.status
+        span.set_attribute("http.response.status_code", status)
+        if sec.metrics is not None:
+            sec.metrics.http(template, method, status, time.perf_counter() - started)
+            if operation == "createTask" and status >= 400:
+                _count_rejection(sec.metrics, request, response)
+        if operation is not None and operation in AUDITED:
+            sec.audit.record(
+                AuditRecord(
+                    identity.label if identity is not None else "unauthenticated",
+                    AUDITED[operation],
+                    request.path,
+                    "ok" if status < 400 else f"refused ({status})",
+                    cid,
+                )
+            )
+        return response
+
+
+async def _remember_admission(
+    sec: Security, request: web.Request, response: web.StreamResponse, identity: Identity, span: trace.Span
+) -> None:
+    if not isinstance(response, web.Response) or response.body is None:
+        return
+    try:
+        body = json.loads(bytes(response.body))  # type: ignore[arg-type]
+        task_id, pool = str(body["task_id"]), str(body["pool"])
+    except (ValueError, KeyError, TypeError):
+        return
+    try:
+        sent = json.loads(await request.read() or b"{}")
+        priority = str(sent.get("priority") or "interactive")
+    except (ValueError, AttributeError):
+        priority = "interactive"
+    predicted = body.get("predicted_start_ms")
+    log.info(
+        "admitted task %s on pool %s for %s", task_id, pool, identity.label,
+        extra={"task_id": task_id, "pool": pool, "identity": identity.label, "correlation_id": request[CID],
+               "narration": f"{identity.label} queued a task on pool '{pool}'"},
+    )  # fmt: skip
+    context = context_of(span) if sec.tracing.enabled else None
+    predicted_ms = predicted if isinstance(predicted, int) else None
+    sec.admitted(task_id, _Admitted(identity.label, pool, priority, context, predicted_ms))
+    if sec.metrics is not None:
+        sec.metrics.enqueued(pool, priority)
+
+
+def _count_rejection(metrics: Metrics, request: web.Request, response: web.StreamResponse) -> None:
+    if not isinstance(response, web.Response) or response.body is None:
+        return
+    try:
+        body = json.loads(bytes(response.body))  # type: ignore[arg-type]
+        code = str(body["code"])
+    except (ValueError, KeyError, TypeError):
+        return
+    if code == ErrorCode.RATE_LIMITED.value:
+        return  # counted where it was raised
+    metrics.rejected("unknown", code, body.get("policy_label"))
+
+
+class PolicyArtifactStore(ArtifactStore):
+    """The artifact store, with every write through the policy hook (redacted, or refused)."""
+
+    security: Security | None = None
+
+    async def create(self, request: ArtifactCreate, *, size_hint: int | None = None) -> tuple[ArtifactRef, bool]:
+        sec = self.security
+        if sec is None:
+            return await super().create(request, size_hint=size_hint)
+        content: Any = request.content
+        is_record = request.kind.value == "trace" and "task-record" in request.tags
+        if is_record and isinstance(content, dict):
+            content = sec.observe_record(content, time.time_ns())
+        text = json.dumps(content, ensure_ascii=False)
+        decision = sec.policy.write(Write("artifact", text, kind=request.kind.value))
+        if sec.metrics is not None:
+            sec.metrics.policy_decided("write", decision.allow)
+        if not decision.allow:
+            log.info(
+                "policy refused a %s artifact (%s)", request.kind.value, decision.rule,
+                extra={"policy_rule": decision.rule, "policy_decision": "deny", "policy_kind": "write"},
+            )  # fmt: skip
+            raise PolicyDenied(decision.rule, decision.reason or "the policy refuses this artifact")
+        if decision.redactions:
+            try:
+                content = json.loads(decision.text)
+            except ValueError:
+                content = default_redactor().redact_value(content)
+        if content is not request.content:
+            request = request.model_copy(update={"content": content})
+        return await super().create(request, size_hint=size_hint)
+
+
+def secure_document(document: dict[str, Any], routes: Sequence[Route]) -> dict[str, Any]:
+    """The served OpenAPI document with the answers this middleware adds: ``401`` and ``429`` on
+    every route that needs an identity, ``403`` on every route that needs a scope."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
+    for route in routes:
+        scope = SCOPES.get(route.operation_id, Scope.admin)
+        if scope == PUBLIC:
+            continue
+        responses = document["paths"][route.path][route.method.lower()]["responses"]
+        added = ["401", "429"] if scope == ANY else ["401", "403", "429"]
+        for status in added:
+            responses.setdefault(status, {"description": status, "content": error})
+    return document
