@@ -3,6 +3,10 @@
 orchestratord                       # embedded default on 127.0.0.1:8080
 orchestratord --config pools.yaml   # or LLORCH_CONFIG=pools.yaml
 orchestratord --demo "Say hi"       # stream one completion to stdout once ready, then keep serving
+orchestratord --hash-token          # make a bearer token and print it with the hash for auth.tokens
+
+Without ``auth`` in the config it serves only on a loopback address (the local dev mode, said at
+start-up); any other bind without authentication refuses to start (exit status 2).
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ from pathlib import Path
 
 from aiohttp import web
 
+from llama_orch.auth import check_bind, hash_token, new_token, server_ssl_context
 from llama_orch.errors import ConfigError
+from llama_orch.policy import build_policy, set_default_redactor
 from llama_orch.server._demo import stream_demo
 from llama_orch.server.app import create_app
 from llama_orch.server.config import config_json_schema, load_config
+from llama_orch.telemetry import configure_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
         "--print-config-schema", action="store_true", help="print the config file's JSON Schema and exit"
     )
     parser.add_argument(
+        "--hash-token", action="store_true", help="print a new bearer token and its hash for auth.tokens, and exit"
+    )
+    parser.add_argument(
         "--demo",
         metavar="PROMPT",
         default=None,
@@ -53,7 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.print_config_schema:
         sys.stdout.write(config_json_schema())
         return
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.hash_token:
+        token = new_token()
+        sys.stdout.write(f"token:  {token}\nsha256: {hash_token(token)}\n")
+        return
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -65,6 +78,20 @@ def main(argv: list[str] | None = None) -> None:
             update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
         )
         config = config.model_copy(update={"server": server})
+    try:
+        auth_line = check_bind(server.host, config.auth)
+        # Logs, narration and errors redact what the config names (patterns, secret env values).
+        set_default_redactor(config.policy.redaction.redactor())
+        policy = build_policy(config.policy)
+    except ConfigError as exc:
+        print(f"orchestratord: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(args.log_level, fmt=config.telemetry.log_format, policy=policy.write)
+    logging.getLogger("llama_orch.server").info(auth_line, extra={"narration": auth_line})
+    mtls = config.auth.mtls
+    ssl_context = (
+        server_ssl_context(mtls.cert_file, mtls.key_file, mtls.ca_file, required=mtls.required) if mtls else None
+    )
     data_dir = Path(args.data_dir or config.data_dir or "data")
     data_dir.mkdir(parents=True, exist_ok=True)
     config = config.model_copy(update={"data_dir": str(data_dir)})
@@ -106,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         await asyncio.gather(*demos, return_exceptions=True)
 
     app.on_shutdown.append(stop_demo)
-    web.run_app(app, host=server.host, port=port, access_log=None, print=announce)
+    web.run_app(app, host=server.host, port=port, access_log=None, print=announce, ssl_context=ssl_context)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ thing a new operator sees is the embedded model answering.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -28,7 +29,9 @@ async def stream_demo(base_url: str, prompt: str, *, out: TextIO = sys.stdout, s
 async def _stream(base_url: str, prompt: str, out: TextIO, seed: int) -> bool:
     began = time.monotonic()
     body = {"prompt": prompt, "max_tokens": DEMO_MAX_TOKENS, "seed": seed}
-    async with aiohttp.ClientSession(base_url, timeout=_TIMEOUT) as http:
+    token = os.environ.get("LLORCH_TOKEN")  # with auth on, the demo needs a token with the data scope
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with aiohttp.ClientSession(base_url, timeout=_TIMEOUT, headers=headers) as http:
         async with http.post("/v1/tasks", json=body) as resp:
             answer: dict[str, Any] = await resp.json(content_type=None)
             if resp.status != 202:

@@ -50,14 +50,17 @@ from llama_orch.auth import (
 from llama_orch.errors import OrchError
 from llama_orch.policy import (
     FetchCache,
+    FetchFailed,
     FetchLimits,
     PolicyConfig,
     PolicyDenied,
     PolicyHook,
+    Resolver,
     SafeFetcher,
     Write,
     build_policy,
     default_redactor,
+    vet_outbound,
 )
 from llama_orch.server._http import CID, Handler, Route, error_response
 from llama_orch.telemetry import Metrics, StartErrors, TelemetryConfig, Tracing, context_of
@@ -159,6 +162,7 @@ class Security:
             else None,
             redactor=self.redactor,
         )
+        self.resolver = Resolver()
         self.operations: dict[tuple[str, str], str] = {(r.method, r.path): r.operation_id for r in routes}
         self.start_errors: dict[str, StartErrors] = {}
         self._tasks: OrderedDict[str, _Admitted] = OrderedDict()
@@ -178,6 +182,32 @@ class Security:
         if operation == "createTask" and limiter.limits(identity.label).tokens_per_minute is not None:
             tokens = _max_tokens(await request.read())
         return limiter.acquire(identity.label, tokens)
+
+    async def vet_endpoints(self, request: web.Request, identity: Identity | None) -> None:
+        """Ask the policy about every engine endpoint a registration names (purpose ``engines``)."""
+        try:
+            body = json.loads(await request.read() or b"{}")
+            endpoints = [r["endpoint"] for r in body["replicas"] if isinstance(r.get("endpoint"), str)]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return  # malformed: the handler answers 400
+        who = identity.label if identity is not None else None
+        for endpoint in endpoints:
+            try:
+                vetted = await vet_outbound(
+                    self.policy, endpoint, purpose="engines", resolver=self.resolver, identity=who,
+                    redactor=self.redactor,
+                )  # fmt: skip
+            except PolicyDenied:
+                if self.metrics is not None:
+                    self.metrics.policy_decided("outbound", False)
+                raise
+            except FetchFailed:
+                raise OrchError(
+                    ErrorCode.INVALID_PARAMS, f"engine endpoint {self.redactor.redact_url(endpoint)} does not resolve"
+                ) from None
+            if self.metrics is not None:
+                for decision in vetted.decisions:
+                    self.metrics.policy_decided("outbound", decision.allow)
 
     def admitted(self, task_id: str, entry: _Admitted) -> None:
         self._tasks[task_id] = entry
@@ -310,6 +340,8 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
                     sec.authenticator.authorize(identity, scope)
                 rate = await sec.rate_limit(identity, request, operation)
                 request[IDENTITY] = identity
+            if operation == "registerReplicas":
+                await sec.vet_endpoints(request, identity)
             response = await handler(request)
             if rate is not None and not response.prepared:
                 response.headers.update(rate.headers())

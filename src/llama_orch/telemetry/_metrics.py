@@ -141,7 +141,7 @@ class Metrics:
         self.rate_limited = c("llorch_rate_limited", "Requests refused by a per-identity rate limit.", ["kind"])
         self.policy_decisions = c("llorch_policy_decisions", "Policy hook decisions.", ["kind", "decision"])
         self.http_requests = c("llorch_http_requests", "HTTP requests by route.", ["route", "method", "status"])
-        self.http_duration = h("llorch_http_request_duration_seconds", "Time to the response headers.",
+        self.http_duration = h("llorch_http_request_duration_seconds", "Handler time (SSE: the stream).",
                                ["route", "method"], HTTP_BUCKETS)  # fmt: skip
         self.build_info = Info("llorch_build", "Versions of orchestratord and its API.", registry=self.registry)
         self._families.append(("llorch_build_info", "info", ("api_version", "version")))
