@@ -10,7 +10,14 @@ from collections.abc import Iterator
 import pytest
 
 from llama_orch.policy import BuiltinPolicy, Redactor
-from llama_orch.telemetry import JsonFormatter, PrettyFormatter, RedactingFilter, Tracing, configure_logging
+from llama_orch.telemetry import (
+    JsonFormatter,
+    PrettyFormatter,
+    RedactingFilter,
+    Tracing,
+    configure_logging,
+    stop_redacting_records,
+)
 
 CANARY = "canary-0a1b2c3d4e5f"
 
@@ -24,6 +31,7 @@ def _root_level() -> Iterator[None]:
     for handler in list(root.handlers):
         if handler not in handlers:
             root.removeHandler(handler)
+    stop_redacting_records()
 
 
 @pytest.fixture
@@ -94,3 +102,20 @@ def test_filter_without_a_policy_uses_the_default_redactor() -> None:
     assert RedactingFilter().filter(record)
     assert record.getMessage() == "token=[REDACTED]"
     assert json.loads(JsonFormatter().format(record))["msg"] == "token=[REDACTED]"
+
+
+def test_records_are_redacted_when_made_for_every_handler(captured: tuple[io.StringIO, logging.Logger]) -> None:
+    _, logger = captured
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    other = Keep()
+    logger.addHandler(other)  # a handler without our filter
+    try:
+        logger.warning("key %s", CANARY)
+    finally:
+        logger.removeHandler(other)
+    assert seen[0].getMessage() == "key [REDACTED]"

@@ -14,6 +14,7 @@ from llama_orch.artifacts import ArtifactStore
 from llama_orch.catalog import Catalog
 from llama_orch.core import validation_error
 from llama_orch.errors import AdmissionError, OrchError
+from llama_orch.policy import default_redactor
 from llama_orch.scheduler import Orchestrator
 from llama_orch.server.config import OrchestratorConfig
 from llama_orch_api import ErrorCode, ErrorEnvelope
@@ -44,13 +45,20 @@ class Route:
 
 
 def error_response(error: OrchError, correlation_id: str | None) -> web.Response:
+    """The error envelope as a response; its message and details pass through the redactor (they
+    may quote a path, a field name or a URL the client sent)."""
     headers: dict[str, str] = {}
     if error.retry_after_ms is not None and error.status in (429, 503):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_ms / 1000)))
         headers["X-Backoff-Ms"] = str(error.retry_after_ms)
+    envelope = error.envelope(correlation_id)
+    redactor = default_redactor()
+    envelope.message = redactor.clean(envelope.message)
+    if envelope.details:
+        envelope.details = redactor.redact_value(envelope.details)
     return web.Response(
         status=error.status,
-        body=error.envelope(correlation_id).model_dump_json(exclude_none=True).encode(),
+        body=envelope.model_dump_json(exclude_none=True).encode(),
         content_type="application/json",
         headers=headers,
     )

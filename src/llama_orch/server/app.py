@@ -20,6 +20,7 @@ from aiohttp import web
 
 from llama_orch.catalog import Catalog
 from llama_orch.errors import OrchError
+from llama_orch.policy import default_redactor, set_default_redactor
 from llama_orch.scheduler import Orchestrator, RecordWriter
 from llama_orch.server import (
     _artifact_routes,
@@ -54,7 +55,9 @@ _HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413:
 @web.middleware
 async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     supplied = request.headers.get("X-Correlation-Id", "")
-    cid = supplied if supplied and _CID_OK.match(supplied) else os.urandom(16).hex()
+    # A correlation id is echoed everywhere: one that carries a secret is replaced.
+    sane = supplied and _CID_OK.match(supplied) and default_redactor().redact(supplied)[1] == 0
+    cid = supplied if sane else os.urandom(16).hex()
     request[CID] = cid
     try:
         response = await handler(request)
@@ -96,6 +99,9 @@ def create_app(config: OrchestratorConfig) -> web.Application:
     max_body = max(config.server.max_body_bytes, config.artifacts.max_bytes)
     app = web.Application(middlewares=[envelope_middleware, security_middleware], client_max_size=max_body)
     app[CONFIG] = config
+    # One orchestratord per process: what its config says to redact is what every log line, error
+    # message and stored artifact of the process redacts.
+    set_default_redactor(config.policy.redaction.redactor())
     security = app[SECURITY] = Security(
         auth=config.auth,
         policy=config.policy,

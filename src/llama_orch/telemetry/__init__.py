@@ -6,7 +6,14 @@ traces (off by default; W3C ``traceparent`` in and out), structured JSON logs wi
 from __future__ import annotations
 
 from llama_orch.telemetry._config import TelemetryConfig
-from llama_orch.telemetry._logging import JsonFormatter, PrettyFormatter, RedactingFilter, configure_logging
+from llama_orch.telemetry._logging import (
+    JsonFormatter,
+    PrettyFormatter,
+    RedactingFilter,
+    configure_logging,
+    redact_records,
+    stop_redacting_records,
+)
 from llama_orch.telemetry._metrics import OTHER, LabelGuard, Metrics, nvml_readings
 from llama_orch.telemetry._ontime import StartErrors
 from llama_orch.telemetry._tracing import CORRELATION_ATTRIBUTE, Tracing, TracingConfig, context_of, current_ids
@@ -27,4 +34,6 @@ __all__ = [
     "context_of",
     "current_ids",
     "nvml_readings",
+    "redact_records",
+    "stop_redacting_records",
 ]

@@ -7,6 +7,10 @@ Use ``extra=`` for ids::
 
 :class:`RedactingFilter` passes every record's message, string fields and traceback through the
 policy hook's ``write`` (sink ``log``) — the redactor by default — before any handler formats it.
+:func:`configure_logging` also installs it as part of the log record factory, so that the message
+and traceback of every record of the process are redacted when the record is made, whatever
+handler (a syslog handler, a test's capture) later receives it; ``extra`` fields are set after the
+factory runs, so the handler's filter covers those.
 """
 
 from __future__ import annotations
@@ -102,6 +106,27 @@ class PrettyFormatter(logging.Formatter):
 
 
 _INSTALLED: list[logging.Handler] = []
+_BASE_FACTORY = logging.getLogRecordFactory()
+
+
+def redact_records(policy: WritePolicy | None = None) -> None:
+    """Make every new log record of the process with its message and traceback redacted."""
+    redacting = RedactingFilter(policy)
+    base = _BASE_FACTORY
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        record.msg = redacting._clean(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redacting._clean(logging.Formatter().formatException(record.exc_info))
+        return record
+
+    logging.setLogRecordFactory(factory)
+
+
+def stop_redacting_records() -> None:
+    logging.setLogRecordFactory(_BASE_FACTORY)
 
 
 def configure_logging(
@@ -123,5 +148,6 @@ def configure_logging(
         root.removeHandler(old)
     _INSTALLED[:] = [handler]
     root.addHandler(handler)
+    redact_records(policy)
     root.setLevel(level if isinstance(level, int) else level.upper())
     return handler
