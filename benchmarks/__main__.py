@@ -22,10 +22,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks import admission, artifacts, loop, prediction, real_engine, relay
+from benchmarks import admission, artifacts, loop, prediction, real_engine, relay, security
 from benchmarks._common import ROOT, pick_cpus
 
-SECTIONS = ("admission", "relay", "prediction", "artifacts", "real_engine", "loop")
+SECTIONS = ("admission", "security", "relay", "prediction", "artifacts", "real_engine", "loop")
 
 
 def _git_rev() -> str:
@@ -98,6 +98,34 @@ def report_admission(r: dict[str, Any]) -> str:
             f"(target >= 0.7 with p99 < 20 ms: {verdict}); "
             f"CPU-cost ratio baseline/orchestratord: {_f(r['cpu_ratio'], 3)}",
             f"  budgets on/off tasks/s: {_f(r['budgets_on_ratio'], 3)}",
+            *(f"  note: {n}" for n in r["notes"]),
+        ]
+    )
+
+
+def report_security(r: dict[str, Any]) -> str:
+    rows = [["", "tasks/s", "p50 ms", "p99 ms", "CPU us/task", "server CPU %", "tasks/s ratio", "CPU-cost ratio"]]
+    names = {
+        "plain": "no auth, no metrics",
+        "metrics": "metrics on",
+        "token": "static bearer token + metrics",
+        "jwt": "RS256 JWT (JWKS file) + metrics",
+    }
+    for key, label in names.items():
+        x = r[key]
+        rows.append([label, _f(x["tasks_per_s"], 0), _f(x["p50_ms"], 2), _f(x["p99_ms"], 2),
+                     _f(r["cpu_us_per_task_median"][key]), _f(x["server_cpu_pct"]), _f(r["ratios"][key], 3),
+                     _f(r["cpu_ratios"][key], 3)])  # fmt: skip
+    verdict = "meets" if r["meets_target"] else "misses"
+    p = r["params"]
+    return "\n".join(
+        [
+            f"SECURITY  admission with auth and metrics on vs off, {p['concurrency']} clients ({p['client']}), "
+            f"{p['warmup_s']:g} s warm-up + {p['duration_s']:g} s measured per variant",
+            f"  {r['setup']}",
+            _table(rows),
+            f"  target: every variant's tasks/s >= 0.9 of plain's: {verdict} "
+            "(CPU-cost ratio: plain's server CPU per task over the variant's)",
             *(f"  note: {n}" for n in r["notes"]),
         ]
     )
@@ -211,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sections: list[tuple[str, Callable[[], dict[str, Any]], Callable[[dict[str, Any]], str]]] = [
             ("admission", partial(admission.run, adm, cpus, tmp), report_admission),
+            ("security", partial(security.run, adm, cpus, tmp, 1 if quick else 3), report_security),
             ("relay", partial(relay.run, rel, cpus, tmp), report_relay),
             ("prediction", partial(prediction.run, pred, cpus, tmp), report_prediction),
             ("artifacts", partial(artifacts.run_section, quick, cpus), artifacts.report),

@@ -36,8 +36,10 @@ class Tally:
     last_done: float = 0.0
 
 
-async def _worker(session: aiohttp.ClientSession, url: str, body: bytes, tally: Tally) -> None:
-    headers = {"Content-Type": "application/json"}
+async def _worker(
+    session: aiohttp.ClientSession, url: str, body: bytes, tally: Tally, extra: dict[str, str] | None = None
+) -> None:
+    headers = {"Content-Type": "application/json", **(extra or {})}
     perf = time.perf_counter
     while True:
         t0 = perf()
@@ -105,11 +107,12 @@ class _RawConn(asyncio.Protocol):
         self._done(exc or ConnectionError("connection closed"))
 
 
-async def _raw_worker(url: str, body: bytes, tally: Tally) -> None:
+async def _raw_worker(url: str, body: bytes, tally: Tally, extra: dict[str, str] | None = None) -> None:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    more = "".join(f"{k}: {v}\r\n" for k, v in (extra or {}).items())
     request = (
-        f"POST {parts.path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"POST {parts.path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n{more}"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     loop = asyncio.get_running_loop()
@@ -159,6 +162,7 @@ async def run(
     max_requests: int,
     server_pid: int,
     client: str = "aiohttp",
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False, keepalive_timeout=60)
     timeout = aiohttp.ClientTimeout(total=10)
@@ -166,9 +170,9 @@ async def run(
         t0 = time.perf_counter()
         tally = Tally(warm_end=t0 + warmup_s, end=t0 + warmup_s + duration_s, max_requests=max_requests)
         if client == "raw":
-            workers = [asyncio.create_task(_raw_worker(url, body, tally)) for _ in range(concurrency)]
+            workers = [asyncio.create_task(_raw_worker(url, body, tally, headers)) for _ in range(concurrency)]
         else:
-            workers = [asyncio.create_task(_worker(session, url, body, tally)) for _ in range(concurrency)]
+            workers = [asyncio.create_task(_worker(session, url, body, tally, headers)) for _ in range(concurrency)]
         # Sample CPU use (and time spent waiting for a CPU) of both sides over the measured phase.
         await asyncio.sleep(max(0.0, tally.warm_end - time.perf_counter()))
         srv0, me0, w0 = sched_seconds(server_pid), sched_seconds(os.getpid()), time.perf_counter()
@@ -216,7 +220,9 @@ def main(argv: list[str] | None = None) -> None:
         default="aiohttp",
         help="aiohttp's client, or a minimal asyncio-protocol HTTP/1.1 client (far less CPU per request)",
     )
+    parser.add_argument("--header", action="append", default=[], help="extra request header NAME:VALUE (repeatable)")
     args = parser.parse_args(argv)
+    headers = dict(h.split(":", 1) for h in args.header)
     try:
         import uvloop
 
@@ -233,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
             args.max_requests,
             args.server_pid,
             args.client,
+            {k.strip(): v.strip() for k, v in headers.items()},
         )
     )
     print(json.dumps(result), flush=True)

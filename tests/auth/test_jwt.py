@@ -190,7 +190,7 @@ async def test_jwks_outage_keeps_cached_keys_and_says_so_when_there_are_none() -
     verifier = _verifier(loader, clock=lambda: now[0], cache_s=10)
     await verifier.verify(_token())
     now[0] = 11.0
-    assert (await verifier.verify(_token())).subject == "alice"  # refresh failed, old key still used
+    assert (await verifier.verify(_token(sub="bob"))).subject == "bob"  # refresh failed, old key still used
     assert loader.calls == 2
     down = _verifier(_Loader(b"fail"))
     with pytest.raises(Unauthenticated) as caught:
@@ -237,3 +237,30 @@ async def test_jwks_from_a_url_through_the_authenticator(idp: tuple[str, list[in
     assert len(hits) == 1
     unreachable = _verifier(url_loader("http://127.0.0.1:1/certs", timeout_s=0.5))
     assert await _refused(unreachable, _token()) == "keys_unavailable"
+
+
+async def test_verified_tokens_are_remembered_until_they_expire() -> None:
+    wall = [time.time()]
+    verifier = JwtVerifier(JwksCache(_Loader(_jwks(_jwk(RSA1, "k1")))), issuer=ISSUER, audience=AUDIENCE,
+                           cache_token_s=30, clock=lambda: wall[0])  # fmt: skip
+    checks: list[str] = []
+    real = verifier._verify
+
+    async def counted(token: str) -> Any:
+        checks.append(token)
+        return await real(token)
+
+    verifier._verify = counted  # type: ignore[method-assign]
+    short = _token(exp=int(wall[0]) + 20)
+    first = await verifier.verify(short)
+    assert await verifier.verify(short) is first and len(checks) == 1  # remembered: one signature check
+    wall[0] += 21  # past its exp: never answered from memory again
+    await verifier.verify(short)  # (PyJWT's own clock and leeway still accept it)
+    assert len(checks) == 2
+    long_lived = _token(exp=int(time.time()) + 3600, sub="carol")
+    await verifier.verify(long_lived)
+    await verifier.verify(long_lived)
+    assert len(checks) == 3
+    wall[0] += 31  # remembered for at most cache_token_s
+    await verifier.verify(long_lived)
+    assert len(checks) == 4

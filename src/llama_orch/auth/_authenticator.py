@@ -77,6 +77,8 @@ class Authenticator:
                 scope_claims=oidc.scope_claims,
                 scope_prefix=oidc.scope_prefix,
                 default_scopes=frozenset(oidc.default_scopes),
+                cache_tokens=10_000 if oidc.verified_cache_s > 0 else 0,
+                cache_token_s=oidc.verified_cache_s,
             )
         self.certificates: CertificateIdentities | None = None
         if config.mtls is not None:

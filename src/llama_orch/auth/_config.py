@@ -78,6 +78,9 @@ class OidcConfig(_Strict):
     default_scopes: list[Scope] = Field(default_factory=list)
     jwks_cache_s: float = Field(300, gt=0)
     jwks_min_refresh_s: float = Field(30, ge=0)
+    verified_cache_s: float = Field(
+        60, ge=0, le=3600, description="How long a verified token is remembered (never past its exp); 0: off."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> OidcConfig:

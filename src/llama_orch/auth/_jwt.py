@@ -6,6 +6,10 @@ PyJWT does the cryptography and the registered-claim checks; what is ours is the
   fetched again early when a token names a key id the cache lacks (key rotation) — at most once
   every ``min_refresh_s``, so a stream of made-up key ids cannot turn into a stream of fetches;
 - when a fetch fails, the keys already held keep working;
+- a verified token is remembered (by its sha256, at most ``cache_tokens`` of them) until it
+  expires or ``cache_token_s`` pass, whichever is first, so a client sending the same token on
+  every request pays for one signature check, not one per request (a key withdrawn from the JWKS
+  stops tokens signed with it within ``cache_token_s``);
 - the token's ``alg`` must be one of the configured asymmetric algorithms (never ``none``, never
   HMAC — with a public key an HMAC "signature" is forgeable) and, when the key states its ``alg``,
   the same one.
@@ -18,9 +22,11 @@ Refusals (``401 UNAUTHENTICATED``, ``details.reason``): ``malformed``, ``alg_not
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -141,6 +147,9 @@ class JwtVerifier:
         scope_claims: Sequence[str] = ("scope", "scp"),
         scope_prefix: str = "",
         default_scopes: frozenset[Scope] = frozenset(),
+        cache_tokens: int = 10_000,
+        cache_token_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         bad = sorted(set(algorithms) - ASYMMETRIC)
         if bad:
@@ -154,8 +163,27 @@ class JwtVerifier:
         self._scope_claims = tuple(scope_claims)
         self._scope_prefix = scope_prefix
         self._default_scopes = default_scopes
+        self._verified: OrderedDict[bytes, tuple[Identity, float]] = OrderedDict()
+        self._cache_max = cache_tokens
+        self._cache_s = cache_token_s
+        self._clock = clock
 
     async def verify(self, token: str) -> Identity:
+        digest = hashlib.sha256(token.encode()).digest()
+        known = self._verified.get(digest)
+        now = self._clock()
+        if known is not None:
+            if now < known[1]:
+                return known[0]
+            del self._verified[digest]
+        identity, expires = await self._verify(token)
+        if self._cache_max:
+            self._verified[digest] = (identity, min(expires, now + self._cache_s))
+            while len(self._verified) > self._cache_max:
+                self._verified.popitem(last=False)
+        return identity
+
+    async def _verify(self, token: str) -> tuple[Identity, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError:
@@ -182,7 +210,8 @@ class JwtVerifier:
         subject = claims.get(self._subject_claim)
         if not isinstance(subject, str) or not subject:
             raise Unauthenticated("invalid_token", f"the JWT has no {self._subject_claim!r} claim", method="jwt")
-        return Identity(subject[:256], "jwt", self._scopes(claims) | self._default_scopes)
+        identity = Identity(subject[:256], "jwt", self._scopes(claims) | self._default_scopes)
+        return identity, float(claims["exp"])
 
     def _decode(self, token: str, key: jwt.PyJWK, alg: str) -> dict[str, Any]:
         try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -118,7 +119,7 @@ AUDITED: dict[str, str] = {
 """Admin actions: each attempt (allowed or not) leaves an audit record."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Admitted:
     identity: str
     pool: str
@@ -314,80 +315,90 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         return await handler(request)  # 404/405: nothing to protect, the envelope middleware answers
     template = resource.canonical
     method = request.method
-    operation = sec.operations.get((method, template))
-    scope = sec.scope(method, template)
-    cid = request[CID]
-    started = time.perf_counter()
-    status = 500
-    identity: Identity | None = None
-    parent = Tracing.extract(request.headers) if sec.tracing.enabled else None
+    if not sec.tracing.enabled:
+        return await _serve(sec, request, handler, template, method, None)
     with sec.tracing.span(
         f"{method} {template}",
-        context=parent,
-        correlation_id=cid,
+        context=Tracing.extract(request.headers),
+        correlation_id=request[CID],
         kind=trace.SpanKind.SERVER,
         attributes={"http.route": template, "http.request.method": method},
     ) as span:
         request[SPAN_CONTEXT] = context_of(span)
-        try:
-            rate: RateState | None = None
-            if scope != PUBLIC:
-                identity = await sec.authenticator.authenticate(
-                    request.headers.get("Authorization"), _peercert(request)
-                )
-                if scope != ANY:
-                    assert isinstance(scope, Scope)
-                    sec.authenticator.authorize(identity, scope)
-                rate = await sec.rate_limit(identity, request, operation)
-                request[IDENTITY] = identity
-            if operation == "registerReplicas":
-                await sec.vet_endpoints(request, identity)
-            response = await handler(request)
-            if rate is not None and not response.prepared:
-                response.headers.update(rate.headers())
-            if operation == "createTask" and response.status == 202 and identity is not None:
-                await _remember_admission(sec, request, response, identity, span)
-        except Unauthenticated as exc:
-            if sec.metrics is not None:
-                sec.metrics.auth_failed(exc.method, exc.reason)
-            log.info(
-                "refused %s %s: %s", method, template, exc.reason,
-                extra={"correlation_id": cid, "narration": f"unauthenticated request ({exc.reason})"},
-            )  # fmt: skip
-            response = error_response(exc, cid)
-            response.headers["WWW-Authenticate"] = exc.www_authenticate
-        except RateLimited as exc:
-            if sec.metrics is not None:
-                sec.metrics.rate_limited.labels(kind=exc.kind).inc()
-                sec.metrics.rejected("unknown", ErrorCode.RATE_LIMITED.value, exc.policy_label)
-            response = error_response(exc, cid)
-            response.headers.update({"X-RateLimit-Limit": str(exc.limit), "X-RateLimit-Remaining": "0"})
-        except OrchError as exc:
-            response = error_response(exc, cid)
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        status = response.status
-        span.set_attribute("http.response.status_code", status)
-        if sec.metrics is not None:
-            sec.metrics.http(template, method, status, time.perf_counter() - started)
-            if operation == "createTask" and status >= 400:
-                _count_rejection(sec.metrics, request, response)
-        if operation is not None and operation in AUDITED:
-            sec.audit.record(
-                AuditRecord(
-                    identity.label if identity is not None else "unauthenticated",
-                    AUDITED[operation],
-                    request.path,
-                    "ok" if status < 400 else f"refused ({status})",
-                    cid,
-                )
-            )
+        response = await _serve(sec, request, handler, template, method, span)
+        span.set_attribute("http.response.status_code", response.status)
         return response
 
 
+async def _serve(
+    sec: Security, request: web.Request, handler: Handler, template: str, method: str, span: trace.Span | None
+) -> web.StreamResponse:
+    operation = sec.operations.get((method, template))
+    scope = sec.scope(method, template)
+    cid = request[CID]
+    started = time.perf_counter()
+    identity: Identity | None = None
+    try:
+        rate: RateState | None = None
+        if scope != PUBLIC:
+            identity = await sec.authenticator.authenticate(request.headers.get("Authorization"), _peercert(request))
+            if scope != ANY:
+                assert isinstance(scope, Scope)
+                sec.authenticator.authorize(identity, scope)
+            rate = await sec.rate_limit(identity, request, operation)
+            request[IDENTITY] = identity
+        if operation == "registerReplicas":
+            await sec.vet_endpoints(request, identity)
+        response = await handler(request)
+        if rate is not None and rate.limit is not None and not response.prepared:
+            response.headers.update(rate.headers())
+        if operation == "createTask" and response.status == 202 and identity is not None:
+            await _remember_admission(sec, request, response, identity, span)
+    except Unauthenticated as exc:
+        if sec.metrics is not None:
+            sec.metrics.auth_failed(exc.method, exc.reason)
+        log.info(
+            "refused %s %s: %s", method, template, exc.reason,
+            extra={"correlation_id": cid, "narration": f"unauthenticated request ({exc.reason})"},
+        )  # fmt: skip
+        response = error_response(exc, cid)
+        response.headers["WWW-Authenticate"] = exc.www_authenticate
+    except RateLimited as exc:
+        if sec.metrics is not None:
+            sec.metrics.rate_limited.labels(kind=exc.kind).inc()
+            sec.metrics.rejected("unknown", ErrorCode.RATE_LIMITED.value, exc.policy_label)
+        response = error_response(exc, cid)
+        response.headers.update({"X-RateLimit-Limit": str(exc.limit), "X-RateLimit-Remaining": "0"})
+    except OrchError as exc:
+        response = error_response(exc, cid)
+    except BaseException as exc:  # counted, then the envelope middleware answers (or the task is cancelled)
+        if sec.metrics is not None:
+            status = exc.status if isinstance(exc, web.HTTPException) else 500
+            sec.metrics.http(template, method, status, time.perf_counter() - started)
+        raise
+    status = response.status
+    if sec.metrics is not None:
+        sec.metrics.http(template, method, status, time.perf_counter() - started)
+        if operation == "createTask" and status >= 400:
+            _count_rejection(sec.metrics, request, response)
+    if operation is not None and operation in AUDITED:
+        sec.audit.record(
+            AuditRecord(
+                identity.label if identity is not None else "unauthenticated",
+                AUDITED[operation],
+                request.path,
+                "ok" if status < 400 else f"refused ({status})",
+                cid,
+            )
+        )
+    return response
+
+
+_PRIORITY = re.compile(rb'"priority"\s*:\s*"(\w+)"')
+
+
 async def _remember_admission(
-    sec: Security, request: web.Request, response: web.StreamResponse, identity: Identity, span: trace.Span
+    sec: Security, request: web.Request, response: web.StreamResponse, identity: Identity, span: trace.Span | None
 ) -> None:
     if not isinstance(response, web.Response) or response.body is None:
         return
@@ -396,18 +407,16 @@ async def _remember_admission(
         task_id, pool = str(body["task_id"]), str(body["pool"])
     except (ValueError, KeyError, TypeError):
         return
-    try:
-        sent = json.loads(await request.read() or b"{}")
-        priority = str(sent.get("priority") or "interactive")
-    except (ValueError, AttributeError):
-        priority = "interactive"
+    sent = _PRIORITY.search(await request.read())
+    priority = sent.group(1).decode() if sent else "interactive"
     predicted = body.get("predicted_start_ms")
-    log.info(
-        "admitted task %s on pool %s for %s", task_id, pool, identity.label,
-        extra={"task_id": task_id, "pool": pool, "identity": identity.label, "correlation_id": request[CID],
-               "narration": f"{identity.label} queued a task on pool '{pool}'"},
-    )  # fmt: skip
-    context = context_of(span) if sec.tracing.enabled else None
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "admitted task %s on pool %s for %s", task_id, pool, identity.label,
+            extra={"task_id": task_id, "pool": pool, "identity": identity.label, "correlation_id": request[CID],
+                   "narration": f"{identity.label} queued a task on pool '{pool}'"},
+        )  # fmt: skip
+    context = context_of(span) if span is not None else None
     predicted_ms = predicted if isinstance(predicted, int) else None
     sec.admitted(task_id, _Admitted(identity.label, pool, priority, context, predicted_ms))
     if sec.metrics is not None:

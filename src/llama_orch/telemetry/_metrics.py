@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -118,6 +119,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.guard = LabelGuard(max_label_values)
         self._families: list[tuple[str, str, tuple[str, ...]]] = []
+        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._enqueued_children: dict[tuple[str, str], Any] = {}
         g, c, h = self._gauge, self._counter, self._histogram
         self.queue_depth = g("llorch_queue_depth", "Tasks waiting in a pool's queue.", ["pool", "priority"])
         self.tasks_enqueued = c("llorch_tasks_enqueued", "Tasks admitted into a queue.", ["pool", "priority"])
@@ -169,7 +172,12 @@ class Metrics:
         return {k: self.guard(k, v) for k, v in labels.items()}
 
     def enqueued(self, pool: str, priority: str) -> None:
-        self.tasks_enqueued.labels(**self._l(pool=pool, priority=priority)).inc()
+        child = self._enqueued_children.get((pool, priority))
+        if child is None:  # resolved once per pool and priority: admission is the hot path
+            child = self.tasks_enqueued.labels(**self._l(pool=pool, priority=priority))
+            if len(self._enqueued_children) < 4096:
+                self._enqueued_children[(pool, priority)] = child
+        child.inc()
 
     def started(self, pool: str, priority: str, queue_wait_s: float) -> None:
         self.tasks_started.labels(**self._l(pool=pool)).inc()
@@ -221,8 +229,16 @@ class Metrics:
         self.policy_decisions.labels(**self._l(kind=kind, decision="allow" if allowed else "deny")).inc()
 
     def http(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(**self._l(route=route, method=method, status=status)).inc()
-        self.http_duration.labels(**self._l(route=route, method=method)).observe(seconds)
+        key = (route, method, status)
+        children = self._http_children.get(key)
+        if children is None:  # the first request of this route/method/status: resolve the label children once
+            labels = self._l(route=route, method=method)
+            children = self._http_children[key] = (
+                self.http_requests.labels(**labels, status=self.guard("status", status)),
+                self.http_duration.labels(**labels),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def artifact_store(self, size: Callable[[], tuple[int, int]]) -> None:
         """Read the artifact store's (bytes, objects) at each scrape."""
