@@ -341,7 +341,8 @@ async def _serve(
     try:
         rate: RateState | None = None
         if scope != PUBLIC:
-            identity = await sec.authenticator.authenticate(request.headers.get("Authorization"), _peercert(request))
+            peercert = _peercert(request) if sec.authenticator.certificates is not None else None
+            identity = await sec.authenticator.authenticate(request.headers.get("Authorization"), peercert)
             if scope != ANY:
                 assert isinstance(scope, Scope)
                 sec.authenticator.authorize(identity, scope)
