@@ -35,6 +35,7 @@ from typing import Any
 from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.context import Context
+from pydantic import ValidationError
 
 from llama_orch.artifacts import ArtifactStore
 from llama_orch.auth import (
@@ -65,7 +66,7 @@ from llama_orch.policy import (
 )
 from llama_orch.server._http import CID, Handler, Route, error_response
 from llama_orch.telemetry import Metrics, StartErrors, TelemetryConfig, Tracing, context_of
-from llama_orch_api import API_VERSION, ArtifactCreate, ArtifactRef, ErrorCode
+from llama_orch_api import API_VERSION, ArtifactCreate, ArtifactRef, ErrorCode, ReplicaRegistration
 
 log = logging.getLogger("llama_orch.server.security")
 
@@ -187,10 +188,13 @@ class Security:
     async def vet_endpoints(self, request: web.Request, identity: Identity | None) -> None:
         """Ask the policy about every engine endpoint a registration names (purpose ``engines``)."""
         try:
-            body = json.loads(await request.read() or b"{}")
-            endpoints = [r["endpoint"] for r in body["replicas"] if isinstance(r.get("endpoint"), str)]
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return  # malformed: the handler answers 400
+            registration = ReplicaRegistration.model_validate_json(await request.read() or b"{}")
+        except ValidationError:
+            return  # malformed: the handler answers 400 and names the field
+        # Endpoints the registry refuses anyway (not http/https: 400) are left to it.
+        endpoints = [
+            r.endpoint for r in registration.replicas if r.endpoint.lower().startswith(("http://", "https://"))
+        ]
         who = identity.label if identity is not None else None
         for endpoint in endpoints:
             try:
