@@ -194,9 +194,14 @@ class Orchestrator:
         record.queue_position = pushed.position
         self.tasks[task_id] = record
         depth = len(pool.queue)
+        on_time = ""
+        if request.deadline_ms is not None:
+            # P(start within the deadline), from the pool's recent start-prediction errors (OC-CLI-2703).
+            p = pool.start_errors.on_time_probability(predicted_ms, request.deadline_ms)
+            on_time = f',"on_time_probability":{p}'
         record.emit(
             "metrics",
-            f'{{"queue_position":{pushed.position},"predicted_start_ms":{predicted_ms},"queue_depth":{depth}}}',
+            f'{{"queue_position":{pushed.position},"predicted_start_ms":{predicted_ms},"queue_depth":{depth}{on_time}}}',
         )
         pool.pump()
         depth, capacity = len(pool.queue), pool.queue.capacity

@@ -39,6 +39,7 @@ from llama_orch.scheduler._dispatch import Dispatcher
 from llama_orch.scheduler._relay import RelayTimeouts, relay
 from llama_orch.scheduler._replicas import Replica, ReplicaSet
 from llama_orch.scheduler._tasks import TaskRecord, TaskState
+from llama_orch.telemetry import StartErrors
 from llama_orch_api import Determinism, ErrorCode, Priority, StartedEvent
 
 log = logging.getLogger("llama_orch.pool")
@@ -82,6 +83,8 @@ class Pool:
         self._models = models or ModelsConfig()
         self._data_dir = data_dir
         self.slo = SloWindow()
+        self.start_errors = StartErrors()
+        """How wrong start predictions were (actual minus predicted wait): the on-time probability."""
         self.limits = self._compute_limits()
         if config.engine == "mock":
             rate = config.mock.tokens_per_s
@@ -435,6 +438,8 @@ class Pool:
         req = record.request
         started_at = record.started_at or time.monotonic()
         waited_ms = int((started_at - record.admitted_at) * 1000)
+        if record.predicted_start_ms is not None:
+            self.start_errors.record(record.predicted_start_ms, waited_ms)
         session = self._session_of(req.session_id) if req.session_id else None
         kv_warm = bool(session and session.kv_warm and session.replica == replica.replica_id)
         budget = session.budget if session is not None else None

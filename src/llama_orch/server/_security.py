@@ -65,7 +65,7 @@ from llama_orch.policy import (
     vet_outbound,
 )
 from llama_orch.server._http import CID, Handler, Route, error_response
-from llama_orch.telemetry import Metrics, StartErrors, TelemetryConfig, Tracing, context_of
+from llama_orch.telemetry import Metrics, TelemetryConfig, Tracing, context_of
 from llama_orch_api import API_VERSION, ArtifactCreate, ArtifactRef, ErrorCode, ReplicaRegistration
 
 log = logging.getLogger("llama_orch.server.security")
@@ -166,7 +166,6 @@ class Security:
         )
         self.resolver = Resolver()
         self.operations: dict[tuple[str, str], str] = {(r.method, r.path): r.operation_id for r in routes}
-        self.start_errors: dict[str, StartErrors] = {}
         self._tasks: OrderedDict[str, _Admitted] = OrderedDict()
         self._max_tasks = max_tracked_tasks
 
@@ -222,12 +221,6 @@ class Security:
     def admission_of(self, task_id: str) -> _Admitted | None:
         return self._tasks.get(task_id)
 
-    def on_time(self, pool: str) -> StartErrors:
-        errors = self.start_errors.get(pool)
-        if errors is None:
-            errors = self.start_errors[pool] = StartErrors()
-        return errors
-
     # -- task records (called from PolicyArtifactStore) ------------------------------------------
 
     def observe_record(self, content: Mapping[str, Any], wall_now_ns: int) -> dict[str, Any]:
@@ -244,8 +237,6 @@ class Security:
         first = metrics.get("first_token_ms")
         total = metrics.get("total_ms")
         state = str(content.get("state", "unknown"))
-        if waited is not None and admitted is not None and admitted.predicted_start_ms is not None:
-            self.on_time(pool).record(admitted.predicted_start_ms, float(waited))
         if self.metrics is not None:
             if waited is not None:
                 self.metrics.started(pool, priority, float(waited) / 1000)
