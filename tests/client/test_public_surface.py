@@ -24,6 +24,7 @@ PUBLIC = {
     "StateConflictError", "TaskExistsError", "ConflictError", "TaskCancelledError",
     "BackpressureError", "AdmissionRejectError", "QueueFullDropLruError", "RateLimitedError",
     "UnavailableError", "DeadlineUnmetError", "PoolUnreadyError", "PoolUnavailableError", "PoolDrainingError",
+    "OrchestratorRestartedError",
     "ServerError", "InternalServerError", "ReloadFailedError", "FetchFailedError",
     "EngineFailureError", "EngineError", "WorkerResetError", "DecodeTimeoutError",
     "TransportError", "ServerUnreachableError", "RequestTimeoutError", "StreamInterruptedError",

@@ -75,3 +75,34 @@ async def test_cancel_of_a_queued_task_ends_it(orch: Orchestrator) -> None:
     assert record.state == "cancelled"
     last = json.loads(record.frames[-1].decode().split("data: ", 1)[1])
     assert last["code"] == "CANCELLED"
+
+
+async def test_orphaned_tasks_are_cancelled_and_free_their_place() -> None:
+    pool = PoolConfig(id="default", mock=MockSettings(tokens_per_s=5, first_token_ms=1, slots=1))
+    orch = Orchestrator(SchedulerSettings(pools=(pool,), orphan_timeout_s=30.0))
+    await orch.start()
+    try:
+        running = orch.submit(TaskRequest(prompt="x", max_tokens=100))
+        read = orch.submit(TaskRequest(prompt="y", max_tokens=100))
+        unread = orch.submit(TaskRequest(prompt="z", max_tokens=100))
+        reader = orch.get_task(read.task_id)
+        reader.readers = 1  # a stream is open on it (what the server's stream route counts)
+        now = orch.get_task(unread.task_id).admitted_at
+        assert orch.cancel_orphans(now + 29.0) == []
+        orphans = orch.cancel_orphans(now + 31.0)
+        assert sorted(orphans) == sorted([running.task_id, unread.task_id])
+        for task_id in orphans:
+            record = orch.get_task(task_id)
+            await finished(record)
+            last = json.loads(record.frames[-1].decode().split("data: ", 1)[1])
+            assert (record.state, last["code"], last["details"]["reason"]) == ("cancelled", "CANCELLED", "orphaned")
+        # The slot the orphan held goes to the task somebody reads.
+        for _ in range(200):  # bounded: the cancelled runner frees the slot as it ends
+            if reader.state == "running":
+                break
+            await asyncio.sleep(0.01)
+        assert reader.state == "running"
+        reader.readers, reader.last_read = 0, now + 40.0
+        assert orch.cancel_orphans(now + 60.0) == []  # read 20 s ago: not an orphan yet
+    finally:
+        await orch.aclose()

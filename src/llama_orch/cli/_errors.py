@@ -114,6 +114,7 @@ HINTS: dict[ErrorCode, str] = {
     ErrorCode.BUDGET_EXCEEDED: "the session's budget is spent: lower --max-tokens or use another --session",
     ErrorCode.POOL_DRAINING: "the pool is draining: wait for `llama-orch pools reload`, or use another pool",
     ErrorCode.RELOAD_FAILED: "the pool rolled back to its old model: check the model reference and `pools health`",
+    ErrorCode.ORCHESTRATOR_RESTARTED: "orchestratord restarted while the task ran: submit it again",
 }
 
 

@@ -36,7 +36,8 @@
     │   │   ├── DeadlineUnmetError          (see above)
     │   │   ├── PoolUnreadyError            POOL_UNREADY
     │   │   ├── PoolUnavailableError        POOL_UNAVAILABLE
-    │   │   └── PoolDrainingError           POOL_DRAINING
+    │   │   ├── PoolDrainingError           POOL_DRAINING
+    │   │   └── OrchestratorRestartedError  ORCHESTRATOR_RESTARTED (a stream's task was cut by a restart)
     │   └── ServerError                 the backend failed
     │       ├── InternalServerError         INTERNAL (500)
     │       ├── ReloadFailedError           RELOAD_FAILED (422)
@@ -273,6 +274,13 @@ class PoolDrainingError(UnavailableError):
     code_value = ErrorCode.POOL_DRAINING
 
 
+class OrchestratorRestartedError(UnavailableError):
+    """The task was running when orchestratord stopped or crashed, after it had delivered tokens
+    (its earlier events stay readable); submitting it again is safe."""
+
+    code_value = ErrorCode.ORCHESTRATOR_RESTARTED
+
+
 class ServerError(APIError):
     """The backend failed (500, 502, 422 on reload, engine failures in a stream)."""
 
@@ -422,6 +430,7 @@ __all__ = [
     "MethodNotAllowedError",
     "ModelDeprecatedError",
     "NotFoundError",
+    "OrchestratorRestartedError",
     "PayloadTooLargeError",
     "PolicyDeniedError",
     "PoolDrainingError",

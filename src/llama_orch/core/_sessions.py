@@ -5,6 +5,7 @@ Time is passed in (seconds, monotonic) so the registry needs no clock and no eve
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from llama_orch.core._budgets import Budget
@@ -71,7 +72,18 @@ class SessionRegistry:
 
     def sweep(self, now: float) -> int:
         """Drop expired sessions; returns how many."""
+        return len(self.sweep_ids(now))
+
+    def sweep_ids(self, now: float) -> list[str]:
+        """Drop expired sessions; returns their ids."""
         expired = [sid for sid, s in self._sessions.items() if s.expires_at <= now]
         for sid in expired:
             del self._sessions[sid]
-        return len(expired)
+        return expired
+
+    def restore(self, session: Session) -> None:
+        """Put back a session kept across a restart (its TTL as it was, not extended)."""
+        self._sessions[session.session_id] = session
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._sessions.values()))

@@ -5,6 +5,7 @@ settings the scheduler runs with, which the server builds from its whole configu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -39,6 +40,25 @@ class RegistryConfig(StrictModel):
         return self
 
 
+class JournalConfig(StrictModel):
+    """The task journal in ``<data_dir>/tasks.sqlite3``: admitted tasks, their events, sessions and
+    budgets survive a crash of orchestratord (see README "Durable tasks"). Off when data_dir is null."""
+
+    enabled: bool = Field(default=True, description="Journal tasks when a data_dir is set.")
+    synchronous: Literal["normal", "full"] = Field(
+        default="normal",
+        description="'normal': a commit survives a crash of orchestratord (SIGKILL included) but not a power "
+        "loss; 'full': also a power loss or kernel crash, at the cost of an fsync per group commit.",
+    )
+    commit_interval_ms: float = Field(
+        default=1.0,
+        ge=0,
+        le=1000,
+        description="How long a group commit waits to gather more changes once one arrives (latency added to "
+        "each 202 and each token, in exchange for fewer, larger commits).",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SchedulerSettings:
     """What the scheduler runs with (``OrchestratorConfig.scheduler_settings()`` builds it)."""
@@ -56,6 +76,9 @@ class SchedulerSettings:
     max_retained_tasks: int = 100_000
     max_body_bytes: int = 1_048_576
     """Reported in capabilities' rate limits (the server enforces it)."""
+    journal: JournalConfig = field(default_factory=JournalConfig)
+    orphan_timeout_s: float | None = 300.0
+    """A task whose stream nobody has read for this long is cancelled (None: never)."""
 
 
-__all__ = ["RegistryConfig", "SchedulerSettings", "SessionConfig"]
+__all__ = ["JournalConfig", "RegistryConfig", "SchedulerSettings", "SessionConfig"]

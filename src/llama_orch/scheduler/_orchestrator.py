@@ -1,4 +1,5 @@
-"""The orchestrator: the task table, admission across pools, sessions and budgets, retention.
+"""The orchestrator: the task table, admission across pools, sessions and budgets, retention,
+the task journal and crash recovery, orphaned tasks.
 
 It knows nothing of HTTP; the server's routes translate to and from it. Every decision is made by
 ``core`` (``matching_pools``/``check_limits``/``admit`` over the pools' snapshots, ``Budget``
@@ -13,6 +14,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from llama_orch.core import (
@@ -33,9 +35,13 @@ from llama_orch.errors import AdmissionError, OrchError, QueueFullError
 from llama_orch.pools import Inventory, detect
 from llama_orch.scheduler import _views
 from llama_orch.scheduler._config import SchedulerSettings
+from llama_orch.scheduler._journal import Journal
 from llama_orch.scheduler._pool import Pool
 from llama_orch.scheduler._records import RecordWriter, record_content
+from llama_orch.scheduler._recovery import RecoveryReport, restore
 from llama_orch.scheduler._registry import Registry
+from llama_orch.scheduler._sqlite import SqliteStore
+from llama_orch.scheduler._store import TaskStore
 from llama_orch.scheduler._tasks import TaskRecord
 from llama_orch_api import (
     Capabilities,
@@ -47,6 +53,8 @@ from llama_orch_api import (
 )
 
 log = logging.getLogger("llama_orch.orchestrator")
+
+JOURNAL_FILE = "tasks.sqlite3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +94,9 @@ class AdmissionGate(Protocol):
 
 
 class Orchestrator:
-    def __init__(self, settings: SchedulerSettings) -> None:
+    def __init__(self, settings: SchedulerSettings, *, store: TaskStore | None = None) -> None:
+        """``store``: where tasks are journaled; by default SQLite in the data dir when there is one
+        and ``journal.enabled`` (no journal otherwise: nothing outlives the process)."""
         self.settings = settings
         self.sessions = SessionRegistry(settings.sessions.ttl_s, settings.sessions.max_turns)
         self.tasks: dict[str, TaskRecord] = {}
@@ -96,6 +106,7 @@ class Orchestrator:
                 p,
                 on_finished=self._on_finished,
                 session_of=lambda sid: self.sessions.get(sid, time.monotonic()),
+                on_session_change=self._session_changed,
                 metrics_interval_s=settings.metrics_interval_s,
                 models=settings.models,
                 data_dir=settings.data_dir,
@@ -113,6 +124,16 @@ class Orchestrator:
         self.inventory: Inventory | None = None
         """This host's GPUs (NVML, detected at start unless set before): placement prefers the
         replica with the most free VRAM, and ``/v1/replicasets`` shows the readings."""
+        if store is None and settings.data_dir is not None and settings.journal.enabled:
+            path = Path(settings.data_dir).expanduser() / JOURNAL_FILE
+            store = SqliteStore(path, synchronous=settings.journal.synchronous)
+        self.journal = (
+            Journal(store, commit_interval_s=settings.journal.commit_interval_ms / 1000) if store is not None else None
+        )
+        """Durable tasks, sessions and budgets; None without a data dir (or with the journal off)."""
+        self.recovery: RecoveryReport | None = None
+        """What the start found in the journal and did with it."""
+        self._closing = False
 
     async def start(self) -> None:
         if self.inventory is None:
@@ -120,18 +141,33 @@ class Orchestrator:
         await self.refresh_gpus()
         # A pool whose model cannot be provisioned stays unready (503 POOL_UNREADY), never hangs.
         await asyncio.gather(*(pool.provision_model() for pool in self.pools.values()))
-        for pool in self.pools.values():
-            await pool.start()
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="sweeper")
         if self.records is not None:
             self.records.start()
+        if self.journal is not None:
+            self.recovery = restore(self, await self.journal.store.recover())
+            if not self.recovery.empty:
+                log.info(self.recovery.summary(), extra={"narration": "crash recovery"})
+            for problem in self.recovery.problems:
+                log.error("task journal: %s", problem, extra={"narration": "not recovered"})
+            self.journal.start()
+        for pool in self.pools.values():
+            await pool.start()
+            pool.pump()  # tasks queued again by the recovery
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="sweeper")
         log.info(
             "orchestrator ready with pools %s",
             ", ".join(f"{p.pool_id} ({p.config.engine}, {p.total_slots} slots)" for p in self.pools.values()),
         )
 
     async def aclose(self) -> None:
-        """Idempotent: end all tasks (retriable errors), stop the sweeper, close engines."""
+        """Idempotent: end all tasks (retriable errors), stop the sweeper, close engines.
+
+        With a journal, what is pending is written first and the shutdown's own errors are not:
+        the next start recovers the queued and running tasks as after a crash."""
+        self._closing = True
+        if self.journal is not None:
+            await self.journal.flush()
+            self.journal.freeze()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -141,13 +177,18 @@ class Orchestrator:
             await pool.aclose()
         if self.records is not None:
             await self.records.aclose()
+        if self.journal is not None:
+            await self.journal.aclose()
         if self.inventory is not None:
             self.inventory.close()
 
     # -- tasks ----------------------------------------------------------------------------------
 
-    def submit(self, request: TaskRequest) -> Admitted:
-        """Check guardrails, choose a pool, reserve the budget, queue. Raises :class:`OrchError` subclasses."""
+    def submit(self, request: TaskRequest, body: bytes | None = None) -> Admitted:
+        """Check guardrails, choose a pool, reserve the budget, queue. Raises :class:`OrchError` subclasses.
+
+        ``body``: the request's JSON as received, journaled as is (else the model is serialized).
+        With a journal the task is durable once :meth:`wait_durable` returns."""
         task_id = request.task_id or os.urandom(16).hex()
         if task_id in self.tasks:
             raise AdmissionError(ErrorCode.TASK_EXISTS, f"task {task_id!r} already exists")
@@ -174,7 +215,7 @@ class Orchestrator:
         predicted_ms = decision.predicted_start_ms
         record = TaskRecord(task_id, request, pool.pool_id, queue_position=0, predicted_start_ms=predicted_ms, now=now)
         session = self.sessions.touch(request.session_id, now) if request.session_id is not None else None
-        budget = self._reserve(session, request, task_id, pool) if session is not None else None
+        budget = self.reserve(session, request, task_id, pool) if session is not None else None
         try:
             pushed = pool.enqueue(record)
         except Full:
@@ -193,6 +234,10 @@ class Orchestrator:
             ) from None
         record.queue_position = pushed.position
         self.tasks[task_id] = record
+        if self.journal is not None:
+            self.journal.admit(record, body or request.model_dump_json(exclude_none=True).encode(), wall=time.time())
+            if session is not None:
+                self.journal.session_changed(session)
         depth = len(pool.queue)
         on_time = ""
         if request.deadline_ms is not None:
@@ -212,7 +257,20 @@ class Orchestrator:
         """Call after a pool's model or limits change (reload): forget cached pool matches."""
         self._match_cache.clear()
 
-    def _reserve(self, session: Session, request: TaskRequest, task_id: str, pool: Pool) -> Budget | None:
+    async def wait_durable(self, task_id: str) -> None:
+        """Return once the admission of ``task_id`` (and all before it) is journaled. If the journal
+        cannot be written, the task is cancelled and the error (``500 INTERNAL``) raised."""
+        if self.journal is None:
+            return
+        try:
+            await self.journal.committed()
+        except OrchError:
+            record = self.tasks.get(task_id)
+            if record is not None and not record.terminal:
+                self.pools[record.pool_id].cancel(record)
+            raise
+
+    def reserve(self, session: Session, request: TaskRequest, task_id: str, pool: Pool) -> Budget | None:
         """Reserve the task's worst case against the session's budget (set by its first task)."""
         if self.sessions.max_turns is not None and session.turns + session.in_flight >= self.sessions.max_turns:
             raise AdmissionError(
@@ -256,9 +314,48 @@ class Orchestrator:
         if not record.terminal:
             self.pools[record.pool_id].cancel(record)
 
+    def _session_changed(self, session: Session) -> None:
+        if self.journal is not None:
+            self.journal.session_changed(session)
+
+    def finished_at(self, record: TaskRecord) -> None:
+        """Keep ``record`` (ended) for the retention period, counted from when it ended."""
+        self._finished[record.task_id] = record.finished_at or time.monotonic()
+
+    def settle(self, record: TaskRecord) -> None:
+        """Charge an ended task that holds no reservation (recovered) to its session."""
+        sid = record.request.session_id
+        session = self.sessions.get(sid, time.monotonic()) if sid is not None else None
+        if session is not None and record.tokens_out:
+            if session.budget is not None:
+                price = self.pools[record.pool_id].config.price_per_token if record.pool_id in self.pools else 0.0
+                session.budget.tokens_used += record.tokens_out
+                session.budget.cost_used += record.tokens_out * price
+            if record.replica_id is not None:
+                self.sessions.record_turn(
+                    session.session_id,
+                    time.monotonic(),
+                    pool=record.pool_id,
+                    replica=record.replica_id,
+                    tokens=record.tokens_out,
+                )
+            self._session_changed(session)
+        self._mark_settled(record)
+
+    def _mark_settled(self, record: TaskRecord) -> None:
+        record.settled = True
+        if record.journal is not None:
+            record.journal.dirty(record)
+
+    def finished(self, record: TaskRecord) -> None:
+        """A task ended: keep it for retention, write its record, settle its session."""
+        self._on_finished(record)
+
     def _on_finished(self, record: TaskRecord) -> None:
         now = time.monotonic()
         self._finished[record.task_id] = now
+        if self._closing and self.journal is not None:
+            return  # ended by the shutdown only: the next start recovers it
         if self.records is not None:
             pool = self.pools[record.pool_id]
             digest = self.catalog.model_digest(pool.model_ref) if self.catalog is not None else None
@@ -271,10 +368,9 @@ class Orchestrator:
             )
             self.records.submit(content, record)
         sid = record.request.session_id
-        if sid is None:
-            return
-        session = self.sessions.get(sid, now)
+        session = self.sessions.get(sid, now) if sid is not None else None
         if session is None:
+            self._mark_settled(record)
             return
         session.in_flight = max(0, session.in_flight - 1)
         if session.budget is not None:
@@ -282,24 +378,60 @@ class Orchestrator:
             session.budget.settle(record.task_id, record.tokens_out, record.tokens_out * price)
         if record.replica_id is not None and record.tokens_out:
             self.sessions.record_turn(
-                sid, now, pool=record.pool_id, replica=record.replica_id, tokens=record.tokens_out
+                session.session_id, now, pool=record.pool_id, replica=record.replica_id, tokens=record.tokens_out
             )
+        self._session_changed(session)
+        self._mark_settled(record)
 
     def sweep(self, now: float) -> int:
         """Forget finished tasks past retention (and beyond the retained-count cap)."""
         retention = self.settings.event_retention_s
         cap = self.settings.max_retained_tasks
-        dropped = 0
+        forgotten = []
         for task_id, finished_at in list(self._finished.items()):
             if now - finished_at < retention and len(self._finished) <= cap:
                 break
             del self._finished[task_id]
             self.tasks.pop(task_id, None)
-            dropped += 1
-        self.sessions.sweep(now)
+            forgotten.append(task_id)
+        expired = self.sessions.sweep_ids(now)
+        if self.journal is not None:
+            self.journal.forget(forgotten)
+            for session_id in expired:
+                self.journal.session_deleted(session_id)
         self.registry.expire(now)
         self._cut_retired()
-        return dropped
+        self.cancel_orphans(now)
+        return len(forgotten)
+
+    def cancel_orphans(self, now: float) -> list[str]:
+        """Cancel tasks whose stream nobody has read for ``orphan_timeout_s`` (no stream open on
+        them, none since they were admitted or last read); they free their queue place or slot."""
+        timeout = self.settings.orphan_timeout_s
+        if timeout is None:
+            return []
+        cutoff = now - timeout
+        orphans = [
+            r
+            for r in self.tasks.values()
+            if r.finished_at is None and r.readers == 0 and (r.last_read or r.admitted_at) < cutoff
+        ]
+        for record in orphans:
+            log.info(
+                "task %s: nobody read its stream for %g s; cancelling it (orphan_timeout_s)",
+                record.task_id,
+                timeout,
+                extra={"task_id": record.task_id, "narration": "orphaned task cancelled"},
+            )
+            self.pools[record.pool_id].cancel(
+                record,
+                OrchError(
+                    ErrorCode.CANCELLED,
+                    f"nobody read the task's stream for {timeout:g} s (orphan_timeout_s); it was cancelled",
+                    details={"reason": "orphaned"},
+                ),
+            )
+        return [r.task_id for r in orphans]
 
     def _cut_retired(self) -> None:
         """End work on models whose retirement drain deadline has passed (MODEL_DEPRECATED)."""
@@ -345,6 +477,8 @@ class Orchestrator:
     def delete_session(self, session_id: str) -> None:
         if not self.sessions.delete(session_id, time.monotonic()):
             raise OrchError(ErrorCode.NOT_FOUND, f"no session {session_id!r} (unknown or expired)")
+        if self.journal is not None:
+            self.journal.session_deleted(session_id)
 
     def capabilities(self) -> Capabilities:
         return _views.capabilities(self.pools.values(), max_body_bytes=self.settings.max_body_bytes)

@@ -10,6 +10,7 @@ stream into the task's events.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -56,6 +57,7 @@ class Pool:
         *,
         on_finished: Callable[[TaskRecord], None],
         session_of: Callable[[str], Session | None],
+        on_session_change: Callable[[Session], None] | None = None,
         metrics_interval_s: float = 1.0,
         models: ModelsConfig | None = None,
         data_dir: str | None = None,
@@ -99,6 +101,7 @@ class Pool:
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._on_finished = on_finished
         self._session_of = session_of
+        self._session_changed = on_session_change
         self._metrics_interval_s = metrics_interval_s
         self._closing = False
 
@@ -382,13 +385,13 @@ class Pool:
             self._on_finished(evicted)
         return pushed
 
-    def cancel(self, record: TaskRecord) -> None:
-        """End ``record`` as cancelled; a queued task never starts, a running one emits nothing more."""
+    def cancel(self, record: TaskRecord, error: OrchError | None = None) -> None:
+        """End ``record`` as cancelled (by the client, unless ``error`` says otherwise); a queued
+        task never starts, a running one emits nothing more."""
         if self.queue.remove(record.task_id) is not None:
             self._queued_tokens[record.request.priority] -= record.request.max_tokens
-        record.finish_error(
-            OrchError(ErrorCode.CANCELLED, "task cancelled by the client").envelope(), TaskState.cancelled
-        )
+        error = error or OrchError(ErrorCode.CANCELLED, "task cancelled by the client")
+        record.finish_error(error.envelope(), TaskState.cancelled)
         runner = self._runners.get(record.task_id)
         if runner is not None:
             runner.cancel()
@@ -430,9 +433,9 @@ class Pool:
             record.state = TaskState.running
             record.started_at = now
             record.replica_id = replica.replica_id
-            self._runners[record.task_id] = asyncio.get_running_loop().create_task(
-                self._run(record, replica), name=f"task:{record.task_id}"
-            )
+            runner = asyncio.get_running_loop().create_task(self._run(record, replica), name=f"task:{record.task_id}")
+            self._runners[record.task_id] = runner
+            runner.add_done_callback(functools.partial(self._runner_done, record, replica))
 
     async def _run(self, record: TaskRecord, replica: Replica) -> None:
         req = record.request
@@ -475,6 +478,8 @@ class Pool:
             if budget is not None:
                 spent = not budget.charge_wall((now - last_charge) * 1000)
                 last_charge = now
+                if session is not None and self._session_changed is not None:
+                    self._session_changed(session)
                 if spent:
                     raise OrchError(
                         ErrorCode.BUDGET_EXCEEDED,
@@ -520,10 +525,23 @@ class Pool:
             self._runners.pop(record.task_id, None)
             if budget is not None:
                 budget.charge_wall((time.monotonic() - last_charge) * 1000)
+                if session is not None and self._session_changed is not None:
+                    self._session_changed(session)
             await self.replica_set.finished_on(replica, record.task_id)
             if record.state is TaskState.done and record.first_token_at is not None:
                 self._observe(record, started_at)
             self._on_finished(record)
+            self.pump()
+
+    def _runner_done(self, record: TaskRecord, replica: Replica, _runner: asyncio.Task[None]) -> None:
+        """A runner cancelled before its coroutine began never ran its clean-up: do it here."""
+        if self._runners.pop(record.task_id, None) is None:
+            return  # the runner's own ``finally`` did it
+        self.dispatcher.release(replica, record)
+        self.replica_set.release(replica, record.task_id)
+        if record.terminal:
+            self._on_finished(record)
+        if not self._closing:
             self.pump()
 
     def _observe(self, record: TaskRecord, started_at: float) -> None:

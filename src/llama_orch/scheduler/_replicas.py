@@ -149,13 +149,26 @@ class ReplicaSet:
             self._closers.add(asyncio.get_running_loop().create_task(replica.engine.aclose()))
         self._closers = {t for t in self._closers if not t.done()}
 
+    def release(self, replica: Replica, task_id: str) -> None:
+        """A task on ``replica`` ended without its runner's clean-up (cancelled before it began):
+        free its slot now; a retired replica left idle is closed in the background."""
+        if self._free(replica, task_id):
+            self._closers.add(asyncio.get_running_loop().create_task(replica.engine.aclose()))
+
     async def finished_on(self, replica: Replica, task_id: str) -> None:
         """A task on ``replica`` ended: free its slot; the last task on a retired replica closes it."""
+        if self._free(replica, task_id):
+            await replica.engine.aclose()
+
+    def _free(self, replica: Replica, task_id: str) -> bool:
+        """Free the slot; True when ``replica`` is retired and now idle (its engine should close)."""
+        if replica.running.pop(task_id, None) is None:
+            return False
         replica.active -= 1
-        replica.running.pop(task_id, None)
         if replica in self._retired and replica.active == 0:
             self._retired.remove(replica)
-            await replica.engine.aclose()
+            return True
+        return False
 
     async def aclose(self) -> None:
         """Close every engine, live and retired (their tasks have ended)."""

@@ -2,10 +2,15 @@
 
 Every event a task emits is encoded once, in the ``text/event-stream`` format it is read in (a
 format, not a transport: the server only writes the bytes), and kept in order; readers write
-everything already there in one go. The
-event id is the frame's 1-based index, so a client reconnecting with ``Last-Event-ID: n`` (or
-subscribing late) gets exactly frames ``n+1…``. Once a terminal event (``end`` or ``error``) is in
-the log nothing more is ever appended: that single rule makes cancel race-free.
+everything already there in one go. The event id is the frame's 1-based index, so a client
+reconnecting with ``Last-Event-ID: n`` (or subscribing late) gets exactly frames ``n+1…``. Once a
+terminal event (``end`` or ``error``) is in the log nothing more is ever appended: that single rule
+makes cancel race-free.
+
+Readers see the first :attr:`TaskRecord.readable` frames only. Without a journal that is every
+frame at once; with one (:mod:`~llama_orch.scheduler._journal`) a frame becomes readable when the
+group commit that holds it is durable, so no client ever sees an event that a crash could take
+back: after a restart the log continues exactly where any reader could have been.
 """
 
 from __future__ import annotations
@@ -14,8 +19,12 @@ import asyncio
 import json
 import time
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from llama_orch_api import ErrorEnvelope, TaskRequest
+
+if TYPE_CHECKING:
+    from llama_orch.scheduler._journal import Journal
 
 
 class TaskState(StrEnum):
@@ -25,8 +34,13 @@ class TaskState(StrEnum):
     failed = "failed"
     cancelled = "cancelled"
 
+    @property
+    def terminal(self) -> bool:
+        return self is TaskState.done or self is TaskState.failed or self is TaskState.cancelled
 
-def _frame(event_id: int, event: str, data: str) -> bytes:
+
+def frame(event_id: int, event: str, data: str) -> bytes:
+    """One SSE frame (``data`` is one line of JSON text)."""
     return f"id: {event_id}\nevent: {event}\ndata: {data}\n\n".encode()
 
 
@@ -37,11 +51,19 @@ class TaskRecord:
         "finished_at",
         "first_token_at",
         "frames",
+        "journal",
+        "last_read",
+        "persisted",
+        "persisted_state",
         "pool_id",
         "predicted_start_ms",
         "queue_position",
+        "readable",
+        "readers",
         "replica_id",
         "request",
+        "seq",
+        "settled",
         "started_at",
         "state",
         "task_id",
@@ -71,11 +93,31 @@ class TaskRecord:
         self.state = TaskState.queued
         self.tokens_out = 0
         self.frames: list[bytes] = []
+        self.readable = 0
+        """Frames readers may see (all of them without a journal; the durable ones with one)."""
         self._wake: asyncio.Future[None] | None = None
+        self.journal: Journal | None = None
+        self.seq = 0
+        """Admission order (journaled tasks)."""
+        self.persisted = 0
+        """Frames already handed to the journal."""
+        self.persisted_state: tuple[str, str | None, bool] | None = None
+        self.settled = False
+        """Whether the session's budget and turns count this task (it ended and was settled)."""
+        self.readers = 0
+        """Streams open on this task now."""
+        self.last_read: float | None = None
+        """When a stream last read from it (monotonic); None: never."""
 
     @property
     def terminal(self) -> bool:
+        """The task ended (its terminal event is in the log, readable or not yet)."""
         return self.finished_at is not None
+
+    @property
+    def ended(self) -> bool:
+        """Readers have everything: the task ended and its terminal event is readable."""
+        return self.finished_at is not None and self.readable == len(self.frames)
 
     def _notify(self) -> None:
         wake = self._wake
@@ -84,12 +126,25 @@ class TaskRecord:
             if not wake.done():
                 wake.set_result(None)
 
+    def _publish(self) -> None:
+        if self.journal is None:
+            self.readable = len(self.frames)
+            self._notify()
+        else:
+            self.journal.dirty(self)
+
+    def make_readable(self, count: int) -> None:
+        """The first ``count`` frames are durable (the journal says so): let readers have them."""
+        if count > self.readable:
+            self.readable = count
+            self._notify()
+
     def emit(self, event: str, data: str) -> bool:
         """Append one event (``data`` is JSON text); False if the task already ended."""
         if self.finished_at is not None:
             return False
-        self.frames.append(_frame(len(self.frames) + 1, event, data))
-        self._notify()
+        self.frames.append(frame(len(self.frames) + 1, event, data))
+        self._publish()
         return True
 
     def emit_tokens(self, tokens: list[str]) -> bool:
@@ -99,28 +154,29 @@ class TaskRecord:
         frames = self.frames
         i = self.tokens_out
         for t in tokens:
-            frames.append(_frame(len(frames) + 1, "token", f'{{"t":{json.dumps(t)},"i":{i}}}'))
+            frames.append(frame(len(frames) + 1, "token", f'{{"t":{json.dumps(t)},"i":{i}}}'))
             i += 1
         self.tokens_out = i
-        self._notify()
+        self._publish()
         return True
 
     def finish(self, event: str, data: str, state: TaskState) -> bool:
         """Append the terminal event; False (and no change) if the task already ended."""
         if self.finished_at is not None:
             return False
-        self.frames.append(_frame(len(self.frames) + 1, event, data))
+        self.frames.append(frame(len(self.frames) + 1, event, data))
         self.finished_at = time.monotonic()
         self.state = state
-        self._notify()
+        self._publish()
         return True
 
     def finish_error(self, envelope: ErrorEnvelope, state: TaskState = TaskState.failed) -> bool:
         return self.finish("error", envelope.model_dump_json(exclude_none=True), state)
 
     async def wait(self, cursor: int, within_s: float) -> bool:
-        """Wait until there are frames past ``cursor`` or the task ended; False on timeout."""
-        if cursor < len(self.frames) or self.finished_at is not None:
+        """Wait until there are readable frames past ``cursor`` or readers have everything;
+        False on timeout."""
+        if cursor < self.readable or self.ended:
             return True
         if self._wake is None:
             self._wake = asyncio.get_running_loop().create_future()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
 from llama_orch.core import parse_task
@@ -12,7 +14,10 @@ from llama_orch_api import AdmissionResponse, ErrorCode, SessionInfo, TaskReques
 
 async def create_task(request: web.Request) -> web.Response:
     orch = request.app[ORCH]
-    admitted = orch.submit(parse_task(await read_body(request)))
+    body = await read_body(request)
+    admitted = orch.submit(parse_task(body), body)
+    if orch.journal is not None:  # the task is journaled before its 202 (one group commit for many)
+        await orch.wait_durable(admitted.task_id)
     headers = {"Location": admitted.stream_url, "X-Backoff-Ms": str(admitted.backoff_ms)}
     if admitted.session_id is not None:
         headers.update(orch.budget_headers(admitted.session_id))
@@ -24,7 +29,7 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
     last = request.headers.get("Last-Event-ID", "").strip()
     if last and not last.isdigit():
         raise OrchError(ErrorCode.INVALID_PARAMS, "Last-Event-ID must be a non-negative integer event id")
-    cursor = min(int(last), len(record.frames)) if last else 0
+    cursor = min(int(last), record.readable) if last else 0
     heartbeat = request.app[CONFIG].server.heartbeat_s
     response = web.StreamResponse(
         headers={
@@ -35,22 +40,26 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
+    record.readers += 1  # a task being read is no orphan
     try:
         while True:
-            frames = record.frames
-            if cursor < len(frames):
-                end = len(frames)
-                # Everything already available goes out in one write (coalescing is worth 3x).
+            end = record.readable
+            if cursor < end:
+                frames = record.frames
+                # Everything already readable goes out in one write (coalescing is worth 3x).
                 await response.write(b"".join(frames[cursor:end]) if end - cursor > 1 else frames[cursor])
                 cursor = end
                 continue
-            if record.terminal:
+            if record.ended:
                 break
             if not await record.wait(cursor, heartbeat):
                 await response.write(b": keep-alive\n\n")
     except ConnectionError:
         # The client went away; the task keeps running and can be resumed with Last-Event-ID.
         return response
+    finally:
+        record.readers -= 1
+        record.last_read = time.monotonic()
     await response.write_eof()
     return response
 

@@ -28,7 +28,7 @@ from llama_orch.engines.mock import MockSettings
 from llama_orch.errors import ConfigError
 from llama_orch.policy import PolicyConfig
 from llama_orch.pools import EMBEDDED_MODEL_REF, ModelsConfig, PoolConfig, QueueConfig, RestartPolicy
-from llama_orch.scheduler import RegistryConfig, SchedulerSettings, SessionConfig
+from llama_orch.scheduler import JournalConfig, RegistryConfig, SchedulerSettings, SessionConfig
 from llama_orch.telemetry import TelemetryConfig
 from llama_orch_api import BudgetSpec, Determinism, TrustMode, TrustPolicy, Workload
 
@@ -46,6 +46,12 @@ class ServerConfig(StrictModel):
         default=300.0, ge=0, description="How long a finished task's events stay readable."
     )
     max_retained_tasks: int = Field(default=100_000, ge=1)
+    orphan_timeout_s: float | None = Field(
+        default=300.0,
+        gt=0,
+        description="A task whose stream nobody has read for this long (none open, none since it was admitted "
+        "or last read) is cancelled and frees its queue place or slot; null: never.",
+    )
 
 
 class OrchestratorConfig(StrictModel):
@@ -71,6 +77,7 @@ class OrchestratorConfig(StrictModel):
         default_factory=PolicyConfig, description="Outbound rules per purpose, fetch limits, redaction, Rego/OPA."
     )
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    journal: JournalConfig = Field(default_factory=JournalConfig)
     pools: list[PoolConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -93,6 +100,8 @@ class OrchestratorConfig(StrictModel):
             event_retention_s=self.server.event_retention_s,
             max_retained_tasks=self.server.max_retained_tasks,
             max_body_bytes=self.server.max_body_bytes,
+            journal=self.journal,
+            orphan_timeout_s=self.server.orphan_timeout_s,
         )
 
 
@@ -133,6 +142,7 @@ __all__ = [
     "CatalogConfig",
     "ConfigError",
     "Determinism",
+    "JournalConfig",
     "MockSettings",
     "ModelsConfig",
     "OrchestratorConfig",

@@ -88,6 +88,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     POLICY_DENIED = "POLICY_DENIED"
     FETCH_FAILED = "FETCH_FAILED"
+    ORCHESTRATOR_RESTARTED = "ORCHESTRATOR_RESTARTED"
 
 
 ERROR_STATUS: dict[ErrorCode, int] = {
@@ -124,6 +125,7 @@ ERROR_STATUS: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.POLICY_DENIED: 403,
     ErrorCode.FETCH_FAILED: 502,
+    ErrorCode.ORCHESTRATOR_RESTARTED: 503,
 }
 """HTTP status answered for each code when it is returned as a response (not as an SSE event)."""
 

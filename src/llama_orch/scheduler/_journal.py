@@ -1,0 +1,234 @@
+"""The journal: group commits of task admissions, states, events and sessions to a :class:`TaskStore`.
+
+Changes are collected as they happen (a task admitted, an event emitted, a state or a session
+changed) and written together by one flusher task owned by the orchestrator: it wakes when there
+is something to write, waits ``commit_interval_s`` more to gather whatever else arrives (every
+admission of a busy loop iteration lands in the same commit), and hands the store one
+:class:`Batch`. So a journal costs one transaction per batch, not per task or per token.
+
+What waits for a commit:
+
+- the ``202`` of an admission (:meth:`committed`): an admitted task is durable before the client
+  hears of it;
+- readers of a task's stream: a frame becomes readable (:meth:`TaskRecord.make_readable`) only
+  once durable, so no client ever sees an event that a crash could take back.
+
+A write that fails is logged, its waiters get the error (the admission answers ``500``), the
+changes are kept for the next batch, and the frames are made readable anyway: streams keep
+flowing while the store is failing, without the guarantee. After :meth:`freeze` (graceful
+shutdown) nothing more is written: the shutdown's own errors are not journaled, so tasks that
+were queued or running are recovered at the next start exactly as after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from llama_orch.core import Session
+from llama_orch.errors import OrchError
+from llama_orch.scheduler._store import Batch, EventsRow, SessionRow, TaskRow, TaskStateRow, TaskStore
+from llama_orch.scheduler._tasks import TaskRecord
+from llama_orch_api import ErrorCode
+
+log = logging.getLogger("llama_orch.journal")
+
+FAILED_WRITE_BACKOFF_S = 0.2
+
+
+def session_row(session: Session, now: float, wall: float) -> SessionRow:
+    budget = session.budget
+    return SessionRow(
+        session.session_id,
+        wall + (session.expires_at - now),
+        session.turns,
+        session.tokens_used,
+        session.pool,
+        session.replica,
+        session.kv_warm,
+        None
+        if budget is None
+        else {
+            "tokens_limit": budget.tokens_limit,
+            "wall_ms_limit": budget.wall_ms_limit,
+            "cost_limit": budget.cost_limit,
+            "tokens_used": budget.tokens_used,
+            "wall_ms_used": budget.wall_ms_used,
+            "cost_used": budget.cost_used,
+        },
+    )
+
+
+class Journal:
+    """Collects changes and group-commits them to ``store`` (see the module docstring)."""
+
+    def __init__(self, store: TaskStore, *, commit_interval_s: float = 0.001) -> None:
+        self.store = store
+        self.commit_interval_s = commit_interval_s
+        self.next_seq = 1
+        self.commits = 0
+        self.failures = 0
+        self._admitted: list[TaskRow] = []
+        self._dirty: dict[str, TaskRecord] = {}
+        self._sessions: dict[str, Session] = {}
+        self._deleted_sessions: set[str] = set()
+        self._forgotten: list[str] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._wake = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._frozen = False
+
+    # -- collecting -----------------------------------------------------------------------------
+
+    def admit(self, record: TaskRecord, body: bytes, *, wall: float) -> None:
+        """Journal a newly admitted task (its events follow through :meth:`dirty`)."""
+        record.seq = self.next_seq
+        self.next_seq += 1
+        record.journal = self
+        if self._frozen:
+            return
+        self._admitted.append(
+            TaskRow(
+                record.task_id, record.seq, record.pool_id, body, wall, record.queue_position, record.predicted_start_ms
+            )
+        )
+        record.persisted_state = (record.state.value, record.replica_id, record.settled)
+        self.dirty(record)
+
+    def dirty(self, record: TaskRecord) -> None:
+        """``record`` has new frames or a new state."""
+        if self._frozen:
+            record.make_readable(len(record.frames))
+            return
+        self._dirty[record.task_id] = record
+        self._wake.set()
+
+    def session_changed(self, session: Session) -> None:
+        if self._frozen:
+            return
+        self._deleted_sessions.discard(session.session_id)
+        self._sessions[session.session_id] = session
+        self._wake.set()
+
+    def session_deleted(self, session_id: str) -> None:
+        if self._frozen:
+            return
+        self._sessions.pop(session_id, None)
+        self._deleted_sessions.add(session_id)
+        self._wake.set()
+
+    def forget(self, task_ids: list[str]) -> None:
+        """Tasks past retention: drop them from the store."""
+        if self._frozen or not task_ids:
+            return
+        self._forgotten.extend(task_ids)
+        self._wake.set()
+
+    def committed(self) -> asyncio.Future[None]:
+        """Resolved once everything collected so far is durable (raises what a failed write raised)."""
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+        self._wake.set()
+        return self._waiter
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self._run(), name="journal")
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            if self.commit_interval_s > 0:
+                await asyncio.sleep(self.commit_interval_s)
+            self._wake.clear()
+            if not await self.flush():
+                await asyncio.sleep(FAILED_WRITE_BACKOFF_S)
+                self._wake.set()
+
+    def _take(self) -> tuple[Batch, list[tuple[TaskRecord, int, int, tuple[str, str | None, bool] | None]]]:
+        now, wall = time.monotonic(), time.time()
+        batch = Batch(admitted=self._admitted, forgotten_tasks=self._forgotten)
+        self._admitted, self._forgotten = [], []
+        taken = []
+        for record in self._dirty.values():
+            count, before, before_state = len(record.frames), record.persisted, record.persisted_state
+            if count > before:
+                batch.events.append(EventsRow(record.task_id, before + 1, b"".join(record.frames[before:count])))
+                record.persisted = count
+            state = (record.state.value, record.replica_id, record.settled)
+            if state != before_state:
+                finished = None if record.finished_at is None else wall - (now - record.finished_at)
+                batch.states.append(TaskStateRow(record.task_id, state[0], state[1], state[2], finished))
+                record.persisted_state = state
+            taken.append((record, count, before, before_state))
+        self._dirty.clear()
+        batch.sessions = [session_row(s, now, wall) for s in self._sessions.values()]
+        batch.deleted_sessions = sorted(self._deleted_sessions)
+        self._sessions.clear()
+        self._deleted_sessions.clear()
+        return batch, taken
+
+    async def flush(self) -> bool:
+        """Write everything collected now; False when the store failed (the changes are kept)."""
+        waiter, self._waiter = self._waiter, None
+        sessions, deleted = dict(self._sessions), set(self._deleted_sessions)
+        batch, taken = self._take()
+        try:
+            if batch:
+                await self.store.write(batch)
+        except Exception as exc:
+            self.failures += 1
+            log.exception("the task journal could not be written (%d change(s) kept for the next try)", len(taken))
+            self._keep(batch, taken, sessions, deleted)
+            for record, count, _, _ in taken:
+                record.make_readable(count)  # availability over the guarantee while the store fails
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(
+                    OrchError(ErrorCode.INTERNAL, f"the task journal could not be written: {type(exc).__name__}")
+                )
+            return False
+        self.commits += 1
+        for record, count, _, _ in taken:
+            record.make_readable(count)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    def _keep(
+        self,
+        batch: Batch,
+        taken: list[tuple[TaskRecord, int, int, tuple[str, str | None, bool] | None]],
+        sessions: dict[str, Session],
+        deleted: set[str],
+    ) -> None:
+        self._admitted = batch.admitted + self._admitted
+        self._forgotten = batch.forgotten_tasks + self._forgotten
+        for record, _, before, before_state in taken:
+            record.persisted, record.persisted_state = before, before_state
+            self._dirty.setdefault(record.task_id, record)
+        for session_id, session in sessions.items():
+            self._sessions.setdefault(session_id, session)
+        self._deleted_sessions |= deleted - set(self._sessions)
+
+    def freeze(self) -> None:
+        """Write nothing more (graceful shutdown, after the last :meth:`flush`)."""
+        self._frozen = True
+
+    async def aclose(self) -> None:
+        """Write what is pending, stop the flusher, close the store."""
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+        if not self._frozen:
+            await self.flush()
+            self.freeze()
+        await self.store.aclose()
+
+
+__all__ = ["Journal", "session_row"]

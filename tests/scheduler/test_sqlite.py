@@ -1,0 +1,138 @@
+"""SqliteStore (scheduler/_sqlite.py): round trips, atomic batches, damaged and truncated files."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from llama_orch.scheduler import Batch, SqliteStore
+from llama_orch.scheduler._store import EventsRow, SessionRow, TaskRow, TaskStateRow
+from llama_orch_api import TaskRequest
+
+
+def task(n: int) -> TaskRow:
+    return TaskRow(f"t{n}", n, "default", b'{"prompt":"p%d","max_tokens":4}' % n, 1000.0 + n, n, 10 * n)
+
+
+def frames(task_id: str, first: int, count: int) -> EventsRow:
+    blob = b"".join(b"id: %d\nevent: token\ndata: {}\n\n" % i for i in range(first, first + count))
+    return EventsRow(task_id, first, blob)
+
+
+SESSION = SessionRow("s1", 2e9, 2, 30, "default", "default/r0", True, {"tokens_limit": 100, "wall_ms_limit": None,
+                     "cost_limit": 1.5, "tokens_used": 30, "wall_ms_used": 12.5, "cost_used": 0.25})  # fmt: skip
+
+
+def damaged_copies(folder: Path) -> list[Path]:
+    return list(folder.glob("tasks.sqlite3.damaged-*"))
+
+
+async def filled(path: Path, tasks: int = 50) -> SqliteStore:
+    store = SqliteStore(path)
+    assert (await store.recover()).tasks == []
+    await store.write(Batch(admitted=[task(n) for n in range(1, tasks + 1)], sessions=[SESSION]))
+    await store.write(Batch(events=[frames(f"t{n}", 1, 2) for n in range(1, tasks + 1)]))
+    await store.write(
+        Batch(events=[frames("t1", 3, 1)], states=[TaskStateRow("t1", "done", "default/r0", True, 1234.5)])
+    )
+    return store
+
+
+async def test_round_trip_in_admission_order(tmp_path: Path) -> None:
+    store = await filled(tmp_path / "tasks.sqlite3", tasks=3)
+    await store.aclose()
+    again = SqliteStore(tmp_path / "tasks.sqlite3")
+    found = await again.recover()
+    assert found.problems == [] and found.lost_task_ids == []
+    assert [t.row for t in found.tasks] == [task(1), task(2), task(3)]
+    first = found.tasks[0]
+    assert first.state == TaskStateRow("t1", "done", "default/r0", True, 1234.5)
+    assert first.frames.count(b"event: token") == 3 and first.frames.startswith(b"id: 1\n")
+    assert found.tasks[1].state == TaskStateRow("t2", "queued", None, False, None)
+    assert found.sessions == [SESSION]
+    await again.aclose()
+
+
+async def test_forgetting_and_deleting(tmp_path: Path) -> None:
+    store = await filled(tmp_path / "tasks.sqlite3", tasks=3)
+    await store.write(Batch(forgotten_tasks=["t2"], deleted_sessions=["s1"]))
+    await store.aclose()
+    again = SqliteStore(tmp_path / "tasks.sqlite3")
+    found = await again.recover()
+    assert [t.row.task_id for t in found.tasks] == ["t1", "t3"] and found.sessions == []
+    await again.aclose()
+
+
+async def test_a_failing_batch_writes_nothing(tmp_path: Path) -> None:
+    store = await filled(tmp_path / "tasks.sqlite3", tasks=2)
+    with pytest.raises(sqlite3.IntegrityError):  # t1 exists: the whole batch is refused
+        await store.write(Batch(admitted=[task(7), task(1)], events=[frames("t2", 3, 5)]))
+    await store.write(Batch(admitted=[task(8)]))  # and the store still works
+    await store.aclose()
+    found = await SqliteStore(tmp_path / "tasks.sqlite3").recover()
+    assert [t.row.task_id for t in found.tasks] == ["t1", "t2", "t8"]
+    assert found.tasks[1].frames.count(b"event: token") == 2
+
+
+async def test_a_file_that_is_not_a_database_is_moved_aside_and_reported(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.sqlite3"
+    path.write_bytes(b"this is not SQLite at all" * 100)
+    store = SqliteStore(path)
+    found = await store.recover()
+    assert found.tasks == [] and len(found.problems) >= 1
+    assert "damaged" in found.problems[0]
+    assert damaged_copies(tmp_path)
+    await store.write(Batch(admitted=[task(1)]))  # a fresh journal works
+    await store.aclose()
+
+
+@pytest.mark.parametrize(("keep", "at_least"), [(0.5, 250), (0.8, 390), (0.95, 400)])
+async def test_a_truncated_file_gives_back_what_it_can_and_says_what_it_cannot(
+    tmp_path: Path, keep: float, at_least: int
+) -> None:
+    path = tmp_path / "tasks.sqlite3"
+    store = await filled(path, tasks=400)
+    await store.aclose()  # checkpointed: everything is in the main file now
+    size = path.stat().st_size
+    with path.open("r+b") as fh:
+        fh.truncate(int(size * keep))
+    again = SqliteStore(path)
+    found = await again.recover()
+    assert found.problems, "a truncated journal must be reported"
+    intact = [t for t in found.tasks if t.row == task(t.row.seq)]
+    assert len(intact) >= at_least  # the rows before the cut are still there
+    for stored in found.tasks:  # a row read from a zeroed page is garbage the recovery refuses, never used
+        if stored not in intact:
+            with pytest.raises(ValidationError):
+                TaskRequest.model_validate_json(stored.row.body)
+    # What was salvaged is in the fresh file: a second start finds the same, with no new problem.
+    await again.aclose()
+    third = SqliteStore(path)
+    refound = await third.recover()
+    assert refound.problems == []
+    assert [t.row for t in refound.tasks] == [t.row for t in found.tasks]
+    await third.aclose()
+
+
+async def test_overwritten_pages_in_the_middle(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.sqlite3"
+    store = await filled(path, tasks=400)
+    await store.aclose()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for offset in range(4 * page, min(len(data), 8 * page)):
+        data[offset] = 0xA5
+    path.write_bytes(bytes(data))
+    again = SqliteStore(path)
+    found = await again.recover()
+    assert found.problems
+    intact = [t for t in found.tasks if t.row == task(t.row.seq)]
+    assert len(intact) > 300
+    for stored in found.tasks:
+        if stored not in intact:
+            with pytest.raises(ValidationError):
+                TaskRequest.model_validate_json(stored.row.body)
+    await again.aclose()
