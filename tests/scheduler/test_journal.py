@@ -34,6 +34,10 @@ class Counting(TaskStore):
         await self.inner.aclose()
 
 
+def contents(folder: Path) -> list[bytes]:
+    return [p.read_bytes() for p in folder.iterdir() if p.is_file()]
+
+
 def record(n: int) -> TaskRecord:
     return TaskRecord(f"t{n}", TaskRequest(prompt="x", max_tokens=4), "p", queue_position=n, predicted_start_ms=0)
 
@@ -107,3 +111,25 @@ async def test_after_freeze_nothing_is_written_but_frames_flow(store: Counting) 
     before = len(store.batches)
     await journal.aclose()
     assert len(store.batches) == before
+
+
+async def test_an_ended_task_is_scrubbed_at_rest(store: Counting) -> None:
+    secret = "hunter2-canary-7f3a"
+    journal = Journal(store, commit_interval_s=0.0, redact=lambda text: text.replace(secret, "[REDACTED]"))
+    journal.start()
+    request = TaskRequest(prompt=f"say {secret}", max_tokens=4)
+    rec = TaskRecord("t1", request, "p", queue_position=0, predicted_start_ms=0)
+    journal.admit(rec, rec.request.model_dump_json().encode(), wall=1.0)
+    rec.emit_tokens([secret])
+    await journal.committed()  # while it may still run, the request is kept as submitted
+    found_running = await SqliteStore(store.inner.path).recover()
+    assert secret.encode() in found_running.tasks[0].row.body
+    rec.finish("end", "{}", TaskState.done)
+    await journal.committed()
+    assert rec.frames[0].count(secret.encode()) == 1  # readers of the live task still get what was said
+    await journal.aclose()
+    files = contents(store.inner.path.parent)
+    assert files and not any(secret.encode() in blob for blob in files)
+    found = await SqliteStore(store.inner.path).recover()
+    assert b"[REDACTED]" in found.tasks[0].row.body and b"[REDACTED]" in found.tasks[0].frames
+    assert found.tasks[0].state is not None and found.tasks[0].state.state == "done"

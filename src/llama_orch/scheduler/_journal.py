@@ -26,11 +26,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from llama_orch.core import Session
 from llama_orch.errors import OrchError
-from llama_orch.scheduler._store import Batch, EventsRow, SessionRow, TaskRow, TaskStateRow, TaskStore
-from llama_orch.scheduler._tasks import TaskRecord
+from llama_orch.scheduler._store import Batch, EventsRow, ScrubRow, SessionRow, TaskRow, TaskStateRow, TaskStore
+from llama_orch.scheduler._tasks import TaskRecord, TaskState
 from llama_orch_api import ErrorCode
 
 log = logging.getLogger("llama_orch.journal")
@@ -64,8 +65,12 @@ def session_row(session: Session, now: float, wall: float) -> SessionRow:
 class Journal:
     """Collects changes and group-commits them to ``store`` (see the module docstring)."""
 
-    def __init__(self, store: TaskStore, *, commit_interval_s: float = 0.001) -> None:
+    def __init__(
+        self, store: TaskStore, *, commit_interval_s: float = 0.001, redact: Callable[[str], str] | None = None
+    ) -> None:
         self.store = store
+        self.redact = redact
+        """Applied to an ended task's request and event log before they stay at rest (see ``ScrubRow``)."""
         self.commit_interval_s = commit_interval_s
         self.next_seq = 1
         self.commits = 0
@@ -156,10 +161,14 @@ class Journal:
         taken = []
         for record in self._dirty.values():
             count, before, before_state = len(record.frames), record.persisted, record.persisted_state
-            if count > before:
+            state = (record.state.value, record.replica_id, record.settled)
+            ends_now = record.state.terminal and (before_state is None or not TaskState(before_state[0]).terminal)
+            if ends_now and self.redact is not None:
+                batch.scrubbed.append(self._scrub(record, count))
+                record.persisted = count
+            elif count > before:
                 batch.events.append(EventsRow(record.task_id, before + 1, b"".join(record.frames[before:count])))
                 record.persisted = count
-            state = (record.state.value, record.replica_id, record.settled)
             if state != before_state:
                 finished = None if record.finished_at is None else wall - (now - record.finished_at)
                 batch.states.append(TaskStateRow(record.task_id, state[0], state[1], state[2], finished))
@@ -171,6 +180,12 @@ class Journal:
         self._sessions.clear()
         self._deleted_sessions.clear()
         return batch, taken
+
+    def _scrub(self, record: TaskRecord, count: int) -> ScrubRow:
+        assert self.redact is not None
+        body = self.redact(record.request.model_dump_json(exclude_none=True))
+        frames = self.redact(b"".join(record.frames[:count]).decode("utf-8", "surrogateescape"))
+        return ScrubRow(record.task_id, body.encode(), frames.encode("utf-8", "surrogateescape"))
 
     async def flush(self) -> bool:
         """Write everything collected now; False when the store failed (the changes are kept)."""

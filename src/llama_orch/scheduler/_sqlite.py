@@ -86,6 +86,7 @@ class SqliteStore(TaskStore):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
         conn.execute("PRAGMA wal_autocheckpoint=0")  # taken off the loop instead (see _maybe_checkpoint)
+        conn.execute("PRAGMA secure_delete=ON")  # scrubbed requests and events leave no copy in free pages
         return conn
 
     def _create(self) -> sqlite3.Connection:
@@ -207,6 +208,12 @@ class SqliteStore(TaskStore):
                 conn.executemany(
                     "INSERT INTO events VALUES (?,?,?)", [(e.task_id, e.first_id, e.frames) for e in batch.events]
                 )
+            if batch.scrubbed:
+                conn.executemany(
+                    "UPDATE tasks SET body = ? WHERE task_id = ?", [(r.body, r.task_id) for r in batch.scrubbed]
+                )
+                conn.executemany("DELETE FROM events WHERE task_id = ?", [(r.task_id,) for r in batch.scrubbed])
+                conn.executemany("INSERT INTO events VALUES (?, 1, ?)", [(r.task_id, r.frames) for r in batch.scrubbed])
             if batch.sessions:
                 conn.executemany(
                     "INSERT OR REPLACE INTO sessions VALUES (?, ?)",

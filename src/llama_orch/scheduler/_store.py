@@ -12,6 +12,8 @@ The contract a store keeps:
   process (SIGKILL); before, none of them is relied on. A failed write raises and keeps nothing.
 - :meth:`recover` never raises for damaged data: what it could not read is listed in
   :attr:`Recovered.problems`, and everything else is returned.
+- Deleted and replaced content is not left behind in the file (a scrubbed request or event
+  log must not be readable afterwards from free pages).
 - Rows are plain data (no scheduler objects), so a store needs no import from the scheduler
   beyond this module.
 """
@@ -60,6 +62,16 @@ class EventsRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ScrubRow:
+    """A task that ended: its request and whole event log replaced by their redacted forms (it
+    will never run again, and what stays at rest for its retention holds no configured secret)."""
+
+    task_id: str
+    body: bytes
+    frames: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class SessionRow:
     """A session with its budget: limits and what was used (reservations are not stored: the
     queued and running tasks that hold them are, and re-reserve on recovery)."""
@@ -82,6 +94,8 @@ class Batch:
     admitted: list[TaskRow] = field(default_factory=list)
     states: list[TaskStateRow] = field(default_factory=list)
     events: list[EventsRow] = field(default_factory=list)
+    scrubbed: list[ScrubRow] = field(default_factory=list)
+    """Applied after ``states`` and ``events``: replaces the task's body and all its events."""
     sessions: list[SessionRow] = field(default_factory=list)
     deleted_sessions: list[str] = field(default_factory=list)
     forgotten_tasks: list[str] = field(default_factory=list)
@@ -92,6 +106,7 @@ class Batch:
             self.admitted
             or self.states
             or self.events
+            or self.scrubbed
             or self.sessions
             or self.deleted_sessions
             or self.forgotten_tasks
@@ -138,6 +153,7 @@ __all__ = [
     "Batch",
     "EventsRow",
     "Recovered",
+    "ScrubRow",
     "SessionRow",
     "StoredTask",
     "TaskRow",

@@ -120,6 +120,9 @@ def create_app(config: OrchestratorConfig) -> web.Application:
     orchestrator = app[ORCH] = Orchestrator(config.scheduler_settings())
     orchestrator.catalog = app[CATALOG]
     orchestrator.records = RecordWriter(app[ARTIFACTS].put)
+    if orchestrator.journal is not None:
+        # What stays at rest of an ended task (its request and events) is redacted like its record.
+        orchestrator.journal.redact = default_redactor().clean
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
     app.router.add_get("/openapi.json", served_openapi)
