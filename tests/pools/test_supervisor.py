@@ -107,6 +107,21 @@ async def test_restart_storm_marks_the_replica_failed(make: Make) -> None:
     assert sup.pid is None
 
 
+async def test_a_failed_replica_is_tried_again_after_its_cool_down(make: Make) -> None:
+    states: list[ReplicaState] = []
+    backoff = RestartBackoff(max_restarts=0, window_s=600, initial_s=0.05, max_s=0.1, cooldown_s=0.5)
+    sup = make(backoff=backoff, on_change=lambda s: states.append(s.state))
+    assert await sup.start()
+    first = sup.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    await wait_for(lambda: sup.state is ReplicaState.failed)
+    assert sup.last_error is not None and "trying again after a cool-down of 0.5 s" in sup.last_error
+    await wait_for(lambda: sup.ready)
+    assert sup.pid not in (None, first)
+    assert states[:2] == [ReplicaState.ready, ReplicaState.failed] and states[-1] is ReplicaState.ready
+
+
 async def test_a_hung_engine_is_killed_and_restarted(make: Make) -> None:
     sup = make(check_timeout_s=0.3)
     assert await sup.start()

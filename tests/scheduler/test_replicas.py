@@ -122,6 +122,19 @@ async def test_a_pool_whose_every_replica_failed_is_unready_and_tells_its_queue(
     assert pool.unready_error.code is ErrorCode.POOL_UNREADY
     assert rec.terminal and finished == [rec]
     assert b"POOL_UNAVAILABLE" in rec.frames[-1]
+    # After its cool-down the supervisor brings the replica back: the pool serves again.
+    engine.set(EngineState.ready)
+    assert pool.state == "ready" and pool.unready_error is None and pool.admits
+    await pool.aclose()
+
+
+async def test_a_pool_unready_for_its_model_stays_so_when_a_replica_is_ready() -> None:
+    pool = Pool(PoolConfig(id="p", replicas=0), on_finished=lambda r: None, session_of=lambda sid: None)
+    engine = Supervised()
+    pool.add_replica(Replica("p/r0", engine, 1, "mock:tiny", ready=False))
+    pool._become_unready("model not provisioned")  # as provision_model does, not for want of replicas
+    engine.set(EngineState.ready)
+    assert pool.state == "unready"
     await pool.aclose()
 
 

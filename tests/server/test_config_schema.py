@@ -8,6 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from llama_orch.core import QueuePolicy
 from llama_orch.errors import ConfigError
@@ -151,3 +152,24 @@ def test_every_name_the_config_module_had_is_still_importable_from_it() -> None:
     assert config.SessionConfig is scheduler.SessionConfig and config.RegistryConfig is scheduler.RegistryConfig
     assert config.CatalogConfig is catalog.CatalogConfig and config.ArtifactsConfig is artifacts.ArtifactsConfig
     assert set(config.__all__) >= set(BEFORE_THE_MOVE) - {"_Strict"}
+
+
+@pytest.mark.parametrize(
+    ("pool", "error"),
+    [
+        pytest.param({"ctx_max": 1024, "max_tokens": 2048}, "max_tokens 2048 is above its context of 1024", id="set"),
+        pytest.param({"mock": {"ctx_max": 512}, "max_tokens": 600}, "context of 512", id="mock-context"),
+        pytest.param({"engine": "llamacpp", "max_tokens": 5000}, "context of 4096", id="managed-default"),
+    ],
+)
+def test_max_tokens_above_the_context_is_refused(pool: dict[str, object], error: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        PoolConfig(id="p", **pool)
+    assert error in str(info.value)
+
+
+def test_max_tokens_defaults_to_the_context_when_only_ctx_max_is_set() -> None:
+    assert PoolConfig(id="p", ctx_max=1024).max_tokens == 1024
+    assert PoolConfig(id="p", ctx_max=100_000).max_tokens == 2048
+    # An engine at an endpoint says its context only once it runs: nothing to check here.
+    assert PoolConfig(id="p", engine="llamacpp", endpoint="http://127.0.0.1:1", max_tokens=9000).max_tokens == 9000

@@ -27,6 +27,9 @@ class QueueConfig(StrictModel):
     )
 
 
+DEFAULT_CTX_PER_SLOT = 4096
+"""A managed llama.cpp replica's context per slot when ``ctx_max`` is not set."""
+
 EMBEDDED_MODEL_REF = "embedded:gemma3-270m"
 """The model a managed llama.cpp pool serves when its config names none (and the embedded default's)."""
 
@@ -38,11 +41,17 @@ class RestartPolicy(StrictModel):
         default=5,
         ge=0,
         description="Restarts allowed within window_s; the next crash marks the replica failed (the pool is "
-        "unready when none is left) until a reload.",
+        "unready when none is left) until cooldown_s has passed.",
     )
     window_s: float = Field(default=300.0, gt=0, description="The window restarts are counted in.")
     backoff_initial_s: float = Field(default=0.5, ge=0, description="Delay before the first restart.")
     backoff_max_s: float = Field(default=30.0, ge=0, description="Longest delay between restarts.")
+    cooldown_s: float | None = Field(
+        default=60.0,
+        gt=0,
+        description="A failed replica (a restart storm, or a start that keeps failing) is tried again after "
+        "this long, and serves again once Ready; null: it stays failed until the pool is reloaded.",
+    )
 
 
 class PoolConfig(StrictModel):
@@ -112,6 +121,34 @@ class PoolConfig(StrictModel):
     token_timeout_s: float = Field(default=30.0, gt=0, description="Longest silence between tokens.")
     mock: MockSettings = Field(default_factory=MockSettings)
     price_per_token: float = Field(default=0.0, ge=0, description="Cost per output token, charged to budgets.")
+
+    @model_validator(mode="after")
+    def _max_tokens_within_context(self) -> PoolConfig:
+        """``max_tokens`` above the context could never be served: refused when set so, and the
+        default lowered to the context when only ``ctx_max`` is set. Where the context is only known
+        once the engine runs (an external endpoint), the pool caps it then (and logs it)."""
+        ctx = self.known_ctx_max
+        if ctx is None or self.max_tokens <= ctx:
+            return self
+        if "max_tokens" in self.model_fields_set:
+            raise ValueError(
+                f"pool {self.id!r}: max_tokens {self.max_tokens} is above its context of {ctx} tokens (ctx_max); "
+                "lower max_tokens or raise ctx_max"
+            )
+        self.max_tokens = ctx
+        return self
+
+    @property
+    def known_ctx_max(self) -> int | None:
+        """The context limit as far as the config tells: ``ctx_max``, else the in-process mock's,
+        else a managed llama.cpp replica's default; None for an engine at an endpoint."""
+        if self.ctx_max is not None:
+            return self.ctx_max
+        if self.engine == "mock" and self.endpoint is None:
+            return self.mock.ctx_max
+        if self.engine == "llamacpp" and self.endpoint is None and self.provision != "external":
+            return DEFAULT_CTX_PER_SLOT
+        return None
 
     @model_validator(mode="after")
     def _engine_provisioning(self) -> PoolConfig:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from llama_orch.engines import Engine, EngineInfo, EngineRequest, EngineState
 from llama_orch.errors import EngineError, OrchError
+from llama_orch.pools._config import DEFAULT_CTX_PER_SLOT
 from llama_orch.pools._provision import PreflightError, default_threads, find_llama_server, nvidia_gpus, place
 from llama_orch.pools._supervisor import LaunchSpec, ReplicaSupervisor, RestartBackoff
 from llama_orch_api import Determinism, ErrorCode
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("llama_orch.pools.managed")
 
 DEFAULT_SLOTS = 2
-DEFAULT_CTX_PER_SLOT = 4096
 MANAGED_DETERMINISM = frozenset({Determinism.strict, Determinism.best_effort})
 """What a managed llama.cpp replica guarantees (the determinism suite in tests/pools proves it):
 ``strict`` tasks run alone on their replica with llama-server's prompt cache off, so the same
@@ -126,7 +126,9 @@ class ManagedLlamaCpp(Engine):
             extra_args=tuple(self.config.engine_args),
         )
         policy = self.config.restart
-        backoff = RestartBackoff(policy.max_restarts, policy.window_s, policy.backoff_initial_s, policy.backoff_max_s)
+        backoff = RestartBackoff(
+            policy.max_restarts, policy.window_s, policy.backoff_initial_s, policy.backoff_max_s, policy.cooldown_s
+        )
         self.supervisor = ReplicaSupervisor(
             self.replica_id,
             spec,

@@ -5,6 +5,8 @@
     starting ──ready──▶ ready ──crash / hung──▶ restarting ──backoff──▶ (start again) ──▶ ready
         │                                          │
         └─ never ready (twice) ─▶ failed ◀─ more than max_restarts within window_s
+                                    │
+                                    └── cooldown_s later (when set): start again
 
 A replica is Ready only after ``/health`` answers ok *and* a one-token probe decode succeeds.
 While Ready it is health-checked every ``health_interval_s``; three failed checks in a row mean
@@ -53,6 +55,9 @@ class RestartBackoff:
     window_s: float = 300.0
     initial_s: float = 0.5
     max_s: float = 30.0
+    cooldown_s: float | None = None
+    """After the replica failed (a restart storm, or a start that keeps failing), try again after
+    this long; None: stay failed until a reload."""
 
     def delay(self, restart: int) -> float:
         """Full jitter: uniform in [0, min(max, initial * 2^(n-1))], never below a tenth of ``initial``."""
@@ -223,18 +228,29 @@ class ReplicaSupervisor:
                 never_ready_failures += 1
                 if never_ready_failures >= FIRST_START_ATTEMPTS:
                     self._fail(reason)
-                    return
+                    if not await self._cool_down():
+                        return
+                    never_ready_failures = 0
+                    continue
             else:
                 now = time.monotonic()
                 crashes.append(now)
                 while crashes and now - crashes[0] > self.backoff.window_s:
                     crashes.popleft()
                 if len(crashes) > self.backoff.max_restarts:
+                    then = (
+                        "not restarting again until a reload"
+                        if self.backoff.cooldown_s is None
+                        else f"trying again after a cool-down of {self.backoff.cooldown_s:g} s"
+                    )
                     self._fail(
                         f"{reason}; {len(crashes)} crashes within {self.backoff.window_s:g} s "
-                        f"(limit {self.backoff.max_restarts}): not restarting again until a reload"
+                        f"(limit {self.backoff.max_restarts}): {then}"
                     )
-                    return
+                    if not await self._cool_down():
+                        return
+                    crashes.clear()
+                    continue
             self.restarts += 1
             self.last_error = reason
             self._set(ReplicaState.restarting if ever_ready else ReplicaState.starting)
@@ -247,6 +263,24 @@ class ReplicaSupervisor:
                 extra={"replica": self.name, "narration": f"restart #{self.restarts} of {self.name}"},
             )
             await asyncio.sleep(delay)
+
+    async def _cool_down(self) -> bool:
+        """After a failure: wait the cool-down and say whether to try again (False: stay failed)."""
+        cooldown = self.backoff.cooldown_s
+        if cooldown is None or self._stopping:
+            return False
+        log.warning(
+            "replica %s failed; trying again in %g s",
+            self.name,
+            cooldown,
+            extra={"replica": self.name, "narration": f"{self.name} cools down before another try"},
+        )
+        await asyncio.sleep(cooldown)
+        if self._stopping:
+            return False
+        self.restarts += 1
+        self._set(ReplicaState.restarting)
+        return True
 
     async def _run_once(self) -> tuple[str, bool]:
         """One process, from spawn to its end: why it ended, and whether it had been Ready."""

@@ -82,6 +82,8 @@ class Pool:
         """The local model file once provisioned (see :meth:`provision_model`)."""
         self.unready_error: OrchError | None = None
         """While ``state`` is ``unready``: why (the model could not be provisioned, no replica left)."""
+        self._unready_for_replicas = False
+        """Unready because no replica could serve (it becomes ready again when one comes back)."""
         self._models = models or ModelsConfig()
         self._data_dir = data_dir
         self.slo = SloWindow()
@@ -184,12 +186,22 @@ class Pool:
         return path
 
     def _compute_limits(self) -> PoolLimits:
+        max_tokens = self.config.max_tokens
+        if max_tokens > self.ctx_max:  # only an engine at an endpoint can say so this late
+            log.warning(
+                "pool %s: max_tokens %d is above the engine's context of %d tokens; capping it there",
+                self.pool_id,
+                max_tokens,
+                self.ctx_max,
+                extra={"pool": self.pool_id, "narration": "max_tokens capped to the context"},
+            )
+            max_tokens = self.ctx_max
         return PoolLimits(
             pool_id=self.config.id,
             engine=self.config.engine,
             model_ref=self.model_ref,
             ctx_max=self.ctx_max,
-            max_tokens=self.config.max_tokens,
+            max_tokens=max_tokens,
             workloads=frozenset(self.config.workloads),
             determinism=self.determinism,
         )
@@ -205,7 +217,7 @@ class Pool:
             return
         errors = await self.start_replicas(self.replicas, self.model_path)
         if errors and not any(r.ready for r in self.replicas):
-            self._become_unready(errors[0])
+            self._become_unready(errors[0], replicas_gone=True)
         elif errors:
             self.last_error = errors[0]
 
@@ -225,8 +237,9 @@ class Pool:
         self.determinism = modes | {Determinism.best_effort}
         self.limits = self._compute_limits()
 
-    def _become_unready(self, reason: str) -> None:
+    def _become_unready(self, reason: str, *, replicas_gone: bool = False) -> None:
         self.state = PoolState.unready
+        self._unready_for_replicas = replicas_gone
         self.last_error = reason
         self.unready_error = OrchError(
             ErrorCode.POOL_UNREADY,
@@ -251,7 +264,17 @@ class Pool:
         if not replica.ready and replica.engine.last_error:
             self.last_error = replica.engine.last_error
         if self.state is PoolState.ready and self.replica_set.all_gone():
-            self._become_unready(self.last_error or "every replica failed")
+            self._become_unready(self.last_error or "every replica failed", replicas_gone=True)
+        elif self.state is PoolState.unready and self._unready_for_replicas and replica.ready:
+            # A failed replica came back after its cool-down: the pool serves again.
+            self.state, self.unready_error, self._unready_for_replicas = PoolState.ready, None, False
+            self.describe_engine(replica.engine)
+            log.info(
+                "pool %s is ready again: replica %s is back",
+                self.pool_id,
+                replica.replica_id,
+                extra={"pool": self.pool_id, "narration": "pool recovered"},
+            )
         self.pump()
 
     def swap_replicas(self, fresh: list[Replica], model_ref: str) -> None:
