@@ -94,3 +94,31 @@ async def test_a_cancelled_call_is_cancelled_on_the_server(serve: Serve, tmp_pat
         sets = (await client.replicasets()).replicasets[0]
         assert sets.slots_free == sets.slots_total and sets.queue_depth == 0
         assert model.budget.tokens_reserved == 0
+
+
+async def test_a_prefilled_call_is_cut_where_its_answer_is_complete(serve: Serve, tmp_path: Path) -> None:
+    """The loop stops the engine once the answer is complete (client-side stop): the task is cancelled on
+    the server, the budget is charged only what was generated, and the answer is the prefix, the
+    generated text up to the cut and the closing text."""
+    base = await serve(fast_config(mock=MockSettings(tokens_per_s=50, first_token_ms=1, slots=1)))
+    events: list[tuple[str, dict[str, object]]] = []
+    async with AsyncClient(base) as client:
+        caps = await client.capabilities()
+        budget = RunBudget(tokens_limit=1000)
+        model = LoopModel(client, AgentArtifacts(client, tmp_path / "j"), budget, caps, run_id="r1",
+                          session_id="s-cut", record=lambda e, **f: events.append((e, f)))  # fmt: skip
+
+        def cut(text: str) -> int | None:
+            return 12 if len(text) > 20 else None
+
+        ctx = CallContext("a1", "code:X-0001", "coder", None, prefix="PRE:", cut=cut, close=":END")
+        request = CompletionRequest("go", 500, seed=3, sampler_profile_version="llorch/sampler@1")
+        done = await model.completion(ctx)(request)
+        assert done.text.startswith("PRE:") and done.text.endswith(":END") and len(done.text) == 4 + 12 + 4
+        assert done.tokens_out < 500 and budget.tokens_used == done.tokens_out
+        assert ("call-cancelled", {"task_id": "a1-c1"}) in events
+        response = await client.get_artifact(model.artifacts_of[done.task_id][1])
+        assert response.content["cut_at"] == 12 and response.content["prefix"] == "PRE:"  # type: ignore[index]
+        assert done.text[4:-4] == response.content["response"][:12]  # type: ignore[index]
+        sets = (await client.replicasets()).replicasets[0]
+        assert sets.slots_free == sets.slots_total

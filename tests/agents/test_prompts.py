@@ -108,3 +108,13 @@ def test_every_role_has_a_template() -> None:
     for role in Role:
         prompt = PromptBuilder(role, "t", ctx_max=4096, max_tokens=512).build(output_format="x")
         assert prompt.text.startswith(f"# Role: {role.value}\n")
+
+
+def test_an_answer_prefix_ends_the_prompt_for_a_completion_model_to_continue() -> None:
+    prefix = 'src/a.py\n<<<<<<< FILE\ndef check('
+    b = builder(2000)
+    b.answer_prefix = prefix
+    built = b.build(output_format="x", feedback="the last one was wrong")
+    assert built.text.endswith(f"## Answer\n\n{prefix}")
+    assert built.text.index("## Your previous answer was refused") < built.text.index("## Answer")
+    assert built.tokens <= built.budget

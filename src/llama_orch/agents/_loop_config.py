@@ -10,6 +10,7 @@ Read from ``[tool.llama-orch]`` in ``pyproject.toml`` or from the top level of
     contracts = ["contracts"]
     tests = ["tests"]
     setup = "uv sync"                 # run in every new worktree (string or argv list); default none
+    prefill = true                    # end prompts with the answer's start (default: on, off on mock pools)
     attempts = 1                      # best-of-K proposals per work item
     max_tries = 3                     # rounds per work item before it is given up
     model_attempts = 3                # answers per model call when one is malformed
@@ -135,6 +136,12 @@ class LoopConfig(_Strict):
     model_attempts: int = Field(default=3, ge=1, le=10)
     stall_after: int = Field(default=4, ge=1, le=1000)
     determinism: Literal["strict", "best_effort"] = "best_effort"
+    prefill: bool | None = Field(
+        default=None,
+        description="End prompts with the start of the answer (the edit block, the file's first lines) for "
+        "the model to continue, and stop it where the block is complete; default: on, except on mock pools "
+        "(whose scripts answer whole).",
+    )
     max_context_files: int = Field(default=200, ge=0)
 
     @field_validator("id_pattern")

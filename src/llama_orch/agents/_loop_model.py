@@ -158,6 +158,12 @@ class CallContext:
     priority: str = "batch"
     pool: str | None = None
     model_ref: str | None = None
+    prefix: str = ""
+    """The start of the answer the prompt ends with (a completion model continues it)."""
+    cut: Callable[[str], int | None] | None = None
+    """Where the generated text is complete (a client-side stop): the rest is not waited for."""
+    close: str = ""
+    """Appended after a cut (e.g. the closing marker of the edit block the prefix opened)."""
 
 
 Recorder = Callable[..., None]
@@ -236,6 +242,7 @@ class LoopModel:
         self._record("call-started", agent=ctx.agent_id, item=ctx.item_id, task_id=task_id, max_tokens=granted,
                      seed=request.seed, prompt_artifact=prompt_art.id)  # fmt: skip
         tokens: list[str] = []
+        cut_at: int | None = None
         end: EndEvent | None = None
         started: StartedEvent | None = None
         pool = ctx.pool
@@ -261,10 +268,17 @@ class LoopModel:
                         data = event.data
                         if isinstance(data, TokenEvent):
                             tokens.append(data.t)
+                            if ctx.cut is not None and (at := ctx.cut("".join(tokens))) is not None:
+                                cut_at = at
+                                break
                         elif isinstance(data, StartedEvent):
                             started = data
                         elif isinstance(data, EndEvent):
                             end = data
+                    if cut_at is not None:
+                        # The answer is complete: stop the engine rather than wait for max_tokens.
+                        await self._cancel_on_server(task_id)
+                        end = EndEvent(tokens_out=len(tokens), decode_time_ms=0, finish_reason="stop")
             except BudgetExceededError as exc:
                 raise BudgetSpent("server", f"orchestratord refused the call: {exc.message}") from exc
             except asyncio.CancelledError:
@@ -277,15 +291,19 @@ class LoopModel:
             await self.budget.settle(granted, used, price)
             if self._on_tokens is not None:
                 self._on_tokens(ctx.agent_id, used)
-        text = "".join(tokens)
-        assert end is not None  # the stream ends with `end` or raises
-        shown, hidden_out = redact_secrets(text)
+        generated = "".join(tokens)
+        assert end is not None  # the stream ends with `end` or raises (or was cut)
+        # Cut or not (it ran to max_tokens), the block the prefix opened is closed: the answer is then
+        # judged on its content, and the feedback says what is wrong in it.
+        text = ctx.prefix + (generated if cut_at is None else generated[:cut_at]) + ctx.close
+        shown, hidden_out = redact_secrets(generated)
         recorded: list[JsonValue] | None = list(tokens) if not hidden_out else None
         response_art = await self.artifacts.put(
             "trace",
             {
                 "response": shown, "redactions": hidden_out, "tokens": recorded,
                 "tokens_out": end.tokens_out, "finish_reason": end.finish_reason, "decode_time_ms": end.decode_time_ms,
+                "prefix": ctx.prefix or None, "cut_at": cut_at,
                 "pool": pool, "replica": started.replica if started else None, "seed": request.seed,
                 "sampler_profile_version": request.sampler_profile_version, "max_tokens": granted,
                 **self._pool_facts(pool or ""),

@@ -1,8 +1,9 @@
 """Prompts per role, built from templates within a context budget.
 
 A prompt is, in order: the role's instructions, the task, the inputs (requirements, contracts...),
-the output format, the repository context (a ranked map, see :mod:`._context`), and on a retry
-the reason the previous answer was refused. Everything but the repository context is kept whole;
+the output format, the repository context (a ranked map, see :mod:`._context`), on a retry the
+reason the previous answer was refused, and, when an ``answer_prefix`` is given, the start of the
+answer for a completion model to continue. Everything but the repository context is kept whole;
 if that alone exceeds the budget, :class:`ContextBudgetError` is raised rather than cutting it.
 """
 
@@ -100,6 +101,9 @@ class PromptBuilder:
     estimate: TokenEstimator = estimate_tokens
     instructions: str | None = None
     """Overrides the role's template."""
+    answer_prefix: str = ""
+    """When set, the prompt ends with an ``## Answer`` section holding this text, for the model to
+    continue (the caller puts it back in front of the completion)."""
 
     @property
     def budget(self) -> int:
@@ -111,6 +115,9 @@ class PromptBuilder:
         head.extend(f"## {title}\n\n{body.strip()}\n" for title, body in self.inputs.items())
         head.append(f"## Output format\n\n{output_format.strip()}\n")
         tail = [f"## Your previous answer was refused\n\n{feedback.strip()}\n"] if feedback else []
+        if self.answer_prefix:
+            # A completion model continues the document: end it where the answer begins.
+            tail.append(f"## Answer\n\n{self.answer_prefix}")
         context_head = f"## Repository context\n\n{MAP_RULE}\n"
         fixed = "\n".join([*head, context_head, *tail])
         room = self.budget - self.estimate(fixed + "\n\n")

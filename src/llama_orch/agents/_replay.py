@@ -160,19 +160,25 @@ async def replay(client: AsyncClient, artifact_id: str, *, journals: Sequence[Pa
         fields["pool"] = pool
     if asked.get("model"):
         fields["model_ref"] = asked["model"]
+    recorded_tokens_list = recorded_tokens if isinstance(recorded_tokens, list) else None
+    # A call the loop stopped itself (its answer was complete) is compared over what it recorded.
+    cap = len(recorded_tokens_list) if answered.get("cut_at") is not None and recorded_tokens_list else None
+    if cap is not None:
+        notes.append(f"the recorded call was stopped by the loop after {cap} tokens: compared over those")
     tokens: list[str] = []
-    end: EndEvent | None = None
     async with await client.submit(**fields) as task:
         try:
             async for event in task.astream():
                 if isinstance(event.data, TokenEvent):
                     tokens.append(event.data.t)
+                    if cap is not None and len(tokens) >= cap:
+                        await client.cancel(task_id, timeout=5)
+                        break
                 elif isinstance(event.data, EndEvent):
-                    end = event.data
+                    break
         except asyncio.CancelledError:
             await client.cancel(task_id, timeout=5)
             raise
-    assert end is not None
     recorded = _facts(answered, await _task_record(client, response.task_id if response else None))
     now = _facts({"pool": task.admission.pool}, await _task_record(client, task_id, wait_s=3.0))
     for key in ("engine_version", "model_ref", "model_digest"):

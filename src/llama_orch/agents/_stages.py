@@ -28,10 +28,12 @@ import ast
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
+import re
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -138,6 +140,92 @@ class RoundResult:
     fast_path: bool = False
 
 
+_STOPS = ("\n>>>>>>> FILE", "\n<<<<<<<", "\n```", "\n### ", "\n## ", "\n# Role:")
+CLOSE_FILE = "\n>>>>>>> FILE\n"
+
+
+REPEATS = 4
+"""The same line this many times in a row is a model stuck in a loop (small models do it): the answer is
+cut after its first occurrence and judged as it is, rather than waited for until ``max_tokens``."""
+
+
+def looping_cut(text: str, repeats: int = REPEATS) -> int | None:
+    """Where a run of ``repeats`` identical non-blank lines begins to repeat (after the first), if any."""
+    start = 0
+    run_start, run_line, run = 0, "", 0
+    for line in text.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break  # not complete yet
+        stripped = line.strip()
+        if stripped and stripped == run_line:
+            run += 1
+            if run >= repeats:
+                return run_start
+        else:
+            run_line, run, run_start = stripped, 1, start + len(line)
+        start += len(line)
+    return None
+
+
+def block_cut(text: str) -> int | None:
+    """Where a whole-file block's content ends: before the first line that cannot belong to it, or where
+    the model started repeating itself (:func:`looping_cut`)."""
+    if text.startswith(">>>>>>> FILE"):
+        return 0
+    found = [i for i in (text.find(s) for s in _STOPS) if i >= 0]
+    if (loop := looping_cut(text)) is not None:
+        found.append(loop)
+    return min(found) if found else None
+
+
+def json_cut(depth: int) -> Callable[[str], int | None]:
+    """A cut after the JSON object the prefix opened (``depth`` braces deep) closes, or at a block stop."""
+
+    def cut(text: str) -> int | None:
+        level, in_string, escaped = depth, False, False
+        for i, ch in enumerate(text):
+            if in_string:
+                if escaped:
+                    escaped = False
+                elif ch == "\\":
+                    escaped = True
+                elif ch == '"':
+                    in_string = False
+            elif ch == '"':
+                in_string = True
+            elif ch in "{[":
+                level += 1
+            elif ch in "}]":
+                level -= 1
+                if level == 0:
+                    return i + 1
+        return block_cut(text)
+
+    return cut
+
+
+_TRAILING_COMMA = re.compile(r",(\s*[\]}])")
+
+
+def _lenient_json(changes: ChangeSet) -> ChangeSet:
+    """JSON contracts with trailing commas (small models write them) repaired, when that is all."""
+    fixed = []
+    for ch in changes.changes:
+        if ch.path.endswith(".json"):
+            text = ch.after.decode("utf-8", "replace")
+            try:
+                json.loads(text)
+            except ValueError:
+                try:
+                    value = json.loads(_TRAILING_COMMA.sub(r"\1", text))
+                except ValueError:
+                    pass
+                else:
+                    ch = replace(ch, after=(json.dumps(value, indent=2) + "\n").encode())
+        fixed.append(ch)
+    return replace(changes, changes=tuple(fixed))
+
+
 def _unparsable(text: str) -> bool:
     try:
         ast.parse(text)
@@ -175,6 +263,8 @@ class ProposalFormat(EditBlocksFormat):
             raise OutputFormatError(str(exc)) from exc
         if not changes.changes:
             raise OutputFormatError("the edit blocks change nothing: the task needs a change")
+        if self.item.kind == "contract":
+            changes = _lenient_json(changes)
         problems = [p for ch in changes.changes if (p := self._problem(ch.path, ch.after))]
         if problems:
             raise OutputFormatError("the change is not allowed:\n" + "\n".join(f"- {p}" for p in problems))
@@ -314,10 +404,12 @@ class ItemRunner:
                 pinned=[item.target.file, *item.inputs.tests, *item.inputs.contracts],
             )
             seed = seed_for(env.run_id, item.id, round_no, k)
+            prefix, cut = self._prefill(item, pool)
+            builder.answer_prefix = prefix
             ctx = CallContext(
                 agent_id=agent_id, item_id=item.id, role=item.role.value,
                 parent_artifact=env.item_artifacts.get(item.id), priority=role.priority or "batch",
-                pool=pool, model_ref=role.model,
+                pool=pool, model_ref=role.model, prefix=prefix, cut=cut, close=CLOSE_FILE if prefix else "",
             )  # fmt: skip
             env.set_agent(agent_id, state="generating")
             fmt = ProposalFormat(workspace.path, item, env.config, self.spec_files)
@@ -389,6 +481,28 @@ class ItemRunner:
             tail = out.decode(errors="replace")[-500:]
             return RoundResult(False, f"the set-up command failed ({proc.returncode}): {tail}", signature="setup")
         return None
+
+    def _prefill(self, item: WorkItem, pool: str | None) -> tuple[str, Callable[[str], int | None] | None]:
+        """The answer's start for a completion model to continue, and where its block ends (see
+        :class:`~._loop_config.LoopConfig` ``prefill``); ``("", None)`` when off."""
+        enabled = self.env.config.prefill
+        if enabled is None:
+            engines = {p.engine for p in self.env.capabilities.pools if pool is None or p.id == pool}
+            enabled = engines != {"mock"}
+        if not enabled:
+            return "", None
+        t, req = item.target, item.requirements[0]
+        if item.kind == "contract":
+            title = f"{t.module}.{t.callable}" if t.module and t.callable else req
+            head = (f'{item.files[0]}\n<<<<<<< FILE\n{{\n  "$schema": "https://json-schema.org/draft/2020-12/schema",\n'
+                    f'  "x-req-id": "{req}",\n  "title": "{title}",\n')  # fmt: skip
+            return head, json_cut(1)
+        if item.kind == "test":
+            imp = f"{t.import_line()}\n" if t.import_line() else ""
+            return (f'{item.files[0]}\n<<<<<<< FILE\nimport pytest\n\n{imp}\n\n@pytest.mark.req("{req}")\n'
+                    "def test_"), block_cut  # fmt: skip
+        start = f"def {t.callable}(" if t.callable and not t.exists else ""
+        return f"{t.file}\n<<<<<<< FILE\n{start}", block_cut
 
     def _task(self, item: WorkItem) -> str:
         t = item.target
