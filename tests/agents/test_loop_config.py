@@ -62,9 +62,10 @@ tokens = 5000
 
 
 def test_own_file(tmp_path: Path) -> None:
-    (tmp_path / ".llama-orch.toml").write_text('max_tries = 5\n[gates]\ntypecheck = "mypy src"\n')
+    text = 'max_tries = 5\nmax_prompt_tokens = 900\n[gates]\ntypecheck = "mypy src"\n'
+    (tmp_path / ".llama-orch.toml").write_text(text)
     config, source = load_loop_config(tmp_path)
-    assert source == ".llama-orch.toml" and config.max_tries == 5
+    assert source == ".llama-orch.toml" and config.max_tries == 5 and config.max_prompt_tokens == 900
     assert [g.name for g in config.gate_specs()] == ["tests", "typecheck"]
 
 
@@ -80,6 +81,7 @@ def test_own_file(tmp_path: Path) -> None:
         ({".llama-orch.toml": "not toml at all ["}, "not valid TOML"),
         ({"pyproject.toml": "[tool.llama-orch]\n", ".llama-orch.toml": ""}, "both"),
         ({"pyproject.toml": "[tool]\nllama-orch = 3\n"}, "must be a table"),
+        ({".llama-orch.toml": "max_prompt_tokens = 10\n"}, "max_prompt_tokens"),
     ],
 )
 def test_bad_files_name_the_key(files: dict[str, str], says: str) -> None:

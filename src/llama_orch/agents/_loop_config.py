@@ -11,6 +11,7 @@ Read from ``[tool.llama-orch]`` in ``pyproject.toml`` or from the top level of
     tests = ["tests"]
     setup = "uv sync"                 # run in every new worktree (string or argv list); default none
     prefill = true                    # end prompts with the answer's start (default: on, off on mock pools)
+    max_prompt_tokens = 1000          # cap on a prompt's size (default: the pool's context less max_tokens)
     attempts = 1                      # best-of-K proposals per work item
     max_tries = 3                     # rounds per work item before it is given up
     model_attempts = 3                # answers per model call when one is malformed
@@ -143,6 +144,12 @@ class LoopConfig(_Strict):
         "(whose scripts answer whole).",
     )
     max_context_files: int = Field(default=200, ge=0)
+    max_prompt_tokens: int | None = Field(
+        default=None,
+        ge=64,
+        description="The most tokens a prompt may take (default: the pool's context less the answer's max_tokens). "
+        "Smaller prompts start sooner on a slow engine: the repository map shrinks to fit.",
+    )
 
     @field_validator("id_pattern")
     @classmethod

@@ -396,7 +396,8 @@ class ItemRunner:
             builder = PromptBuilder(
                 item.role,
                 self._task(item),
-                ctx_max=ctx_max_for(env.capabilities, pool),
+                ctx_max=min(ctx_max_for(env.capabilities, pool),
+                            (env.config.max_prompt_tokens or 1 << 30) + max_tokens),
                 max_tokens=max_tokens,
                 inputs=self._inputs(item, workspace.path, feedback),
                 files=await asyncio.to_thread(self._files, workspace.path),

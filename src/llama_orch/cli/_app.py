@@ -94,7 +94,7 @@ def main_options(
 
 
 def _register() -> None:
-    from llama_orch.cli import _artifacts, _catalog, _loop, _pools, _serve, _sessions, _status, _submit
+    from llama_orch.cli import _artifacts, _catalog, _demo, _loop, _pools, _serve, _sessions, _status, _submit
 
     app.command("serve", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_serve.serve)
     app.command("status")(_status.status)
@@ -108,6 +108,7 @@ def _register() -> None:
     app.add_typer(_loop.contract_app, name="contract")
     app.add_typer(_loop.tests_app, name="tests")
     app.add_typer(_loop.impl_app, name="impl")
+    _loop.loop_app.command("demo")(_demo.demo)
     app.add_typer(_loop.loop_app, name="loop")
     app.command("trace")(_loop.trace)
     app.command("replay")(_loop.replay_cmd)

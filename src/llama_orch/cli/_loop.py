@@ -119,19 +119,23 @@ def plan(
 
 
 def _run(state: State, options: LoopOptions) -> None:
+    _finish(state, _run_summary(state, options))
+
+
+def _run_summary(state: State, options: LoopOptions) -> RunSummary:
+    """Run the loop with its live view (the summary is not printed)."""
     view = LoopView(state)
 
     def started(run: LoopRun) -> None:
         view.attach(run)
 
     try:
-        summary = asyncio.run(run_loop(options, on_start=started))
+        return asyncio.run(run_loop(options, on_start=started))
     finally:
         view.close()
-    _finish(state, summary)
 
 
-def _finish(state: State, summary: RunSummary) -> None:
+def _finish(state: State, summary: RunSummary, *, exit_incomplete: bool = True) -> None:
     data = summary.to_json()
     if state.json:
         sys.stdout.write(json.dumps(data, default=str) + "\n")
@@ -153,7 +157,7 @@ def _finish(state: State, summary: RunSummary) -> None:
                             markup=False, highlight=False)  # fmt: skip
         if not summary.complete:
             state.err.print(f"resume with: llama-orch loop run --resume {summary.run_id}", style="yellow", markup=False)
-    if not summary.complete:
+    if not summary.complete and exit_incomplete:
         raise typer.Exit(ExitCode.INCOMPLETE)
 
 

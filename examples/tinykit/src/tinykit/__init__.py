@@ -1,0 +1,1 @@
+"""tinykit: one-line helpers, one module per requirement (see specs/tinykit.md)."""
