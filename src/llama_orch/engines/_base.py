@@ -11,18 +11,53 @@ Readiness is asked of the seam, never of a concrete type: :attr:`Engine.state` (
 (:meth:`Engine.on_change`) an engine calls whenever its state changes, so the scheduler learns
 that a supervised process died or came back without polling it. An engine with no life of its
 own (an HTTP adapter to a server someone else runs, the in-process mock) is always ``ready``.
+
+Workloads: a request with ``messages`` is a chat turn, rendered by the *engine's* chat template
+(never by concatenating strings here); :meth:`Engine.embed` turns texts into vectors. An engine
+says what it serves in :attr:`EngineInfo.workloads`; asking one for a workload it does not serve
+is answered with ``WORKLOAD_UNSUPPORTED``, not silently decoded as something else.
+
+KV reuse: ``slot`` pins the request to one engine slot (llama.cpp's ``id_slot``) and
+``cache_prompt`` lets the engine reuse that slot's cached prefix, so a session's next turn only
+evaluates what is new. A ``strict`` request never reuses a cache (see :mod:`llama_orch.engines.llamacpp`).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
-from llama_orch_api import Determinism
+from llama_orch.errors import EngineError
+from llama_orch_api import Determinism, ErrorCode, Workload
+
+ChatRole = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One turn of a conversation, as the engine's chat template takes it."""
+
+    role: ChatRole
+    content: str
+
+
+@dataclass(slots=True)
+class StreamReport:
+    """What an engine reported about one finished stream (``None``: it did not say).
+
+    ``cached_tokens`` is the part of the prompt the engine did not evaluate again (a warm KV cache);
+    ``finish_reason`` is ``"stop"`` (end of sequence or a stop text) or ``"length"`` (``max_tokens``).
+    """
+
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: Literal["stop", "length"] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +73,38 @@ class EngineRequest:
     temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 0
+    #: A chat turn: the engine renders these with its chat template; ``prompt`` is then only for records.
+    messages: tuple[ChatMessage, ...] | None = None
+    #: Texts that end generation where they appear (not included in the output).
+    stop: tuple[str, ...] = ()
+    #: The engine slot to decode in (llama.cpp ``id_slot``); ``None`` lets the engine choose.
+    slot: int | None = None
+    #: Whether the engine may reuse a cached prompt prefix; ignored (off) for ``strict`` requests.
+    cache_prompt: bool = True
+    #: Filled in by adapters whose engine reports counts and the finish reason, as the stream ends.
+    report: StreamReport | None = field(default=None, compare=False)
+
+    @property
+    def workload(self) -> Workload:
+        return Workload.chat if self.messages is not None else Workload.completion
+
+    @property
+    def reuses_cache(self) -> bool:
+        """What is sent as ``cache_prompt``: asked for, and never for a strict request."""
+        return self.cache_prompt and self.determinism is not Determinism.strict
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """Vectors for a list of inputs, in input order; ``prompt_tokens`` as the engine counted them."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+    model: str | None = None
+
+
+COMPLETION_ONLY = frozenset({Workload.completion})
+TEXT_WORKLOADS = frozenset({Workload.completion, Workload.chat})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +116,7 @@ class EngineInfo:
     ctx_max: int
     slots: int
     determinism: frozenset[Determinism] = field(default_factory=frozenset)
+    workloads: frozenset[Workload] = COMPLETION_ONLY
 
 
 class EngineState(StrEnum):
@@ -121,6 +189,20 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def stream(self, request: EngineRequest) -> AsyncGenerator[list[str], None]:
         """Decode ``request``; yield batches of token texts until done."""
+
+    async def embed(self, inputs: Sequence[str]) -> Embeddings:
+        """One vector per input. Engines that serve no embeddings answer ``WORKLOAD_UNSUPPORTED``."""
+        raise self.unsupported(Workload.embedding)
+
+    def unsupported(self, workload: Workload) -> EngineError:
+        """The error for a workload this engine (as configured) does not serve."""
+        info = self.describe()
+        return EngineError(
+            ErrorCode.WORKLOAD_UNSUPPORTED,
+            f"{info.engine} does not serve {workload.value} here (it serves: "
+            f"{', '.join(sorted(w.value for w in info.workloads)) or 'nothing'})",
+            engine=info.engine,
+        )
 
     async def __aenter__(self) -> Engine:
         await self.start()

@@ -37,6 +37,7 @@ import abc
 import json
 import os
 from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -49,8 +50,18 @@ from llama_orch_api import Determinism, ErrorCode
 DEFAULT_RETRY_AFTER_MS = 1000
 BEST_EFFORT = frozenset({Determinism.best_effort})
 
-# A request that is not a token stream (health, metadata) gives up after this long.
-_CONTROL_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+@dataclass(frozen=True, slots=True)
+class EngineTimeouts:
+    """How long an adapter waits, in seconds: to connect; for health and metadata (``control_s``);
+    for a request answered in one body (embeddings, template, tokenize: ``request_s``). A token
+    stream has no total limit here: the scheduler bounds its first token and its silences."""
+
+    connect_s: float = 5.0
+    control_s: float = 10.0
+    request_s: float = 120.0
+
+
 _DROPPED = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError)
 
 
@@ -88,6 +99,8 @@ class HTTPEngine(Engine):
     stream_headers: Mapping[str, str] = {}
     #: Non-standard SSE fields read as events of that name (see :class:`llama_orch._wire.SSEParser`).
     sse_fields_as_events: tuple[str, ...] = ("error",)
+    #: Set per instance (the engine registry does, from the pool's settings) before :meth:`start`.
+    timeouts: EngineTimeouts = EngineTimeouts()
 
     def __init__(
         self,
@@ -123,7 +136,9 @@ class HTTPEngine(Engine):
             headers["Authorization"] = f"Bearer {key}"
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(
-            connector=connector, headers=headers, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
+            connector=connector,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect_s),
         )
 
     async def aclose(self) -> None:
@@ -152,7 +167,7 @@ class HTTPEngine(Engine):
     async def probe(self, url: str) -> bool:
         """True when ``GET url`` answers 200; any failure is False."""
         try:
-            async with self.session.get(url, timeout=_CONTROL_TIMEOUT) as resp:
+            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=self.timeouts.control_s)) as resp:
                 return resp.status == 200
         except (aiohttp.ClientError, TimeoutError):
             return False
@@ -160,10 +175,30 @@ class HTTPEngine(Engine):
     async def get_json(self, url: str) -> Any:
         """``GET url`` and its JSON body, failures mapped like a stream's."""
         try:
-            async with self.session.get(url, timeout=_CONTROL_TIMEOUT) as resp:
+            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=self.timeouts.control_s)) as resp:
                 await self.check_status(resp)
                 return await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self.unavailable(exc) from exc
+        except ValueError as exc:
+            raise self.error(ErrorCode.ENGINE_ERROR, f"{self.engine_name} answered {url} with invalid JSON") from exc
+
+    async def post_json(self, url: str, payload: Mapping[str, Any]) -> Any:
+        """``POST url`` with a JSON body (not a stream) and its JSON answer, failures mapped like a stream's;
+        bounded by ``timeouts.request_s``."""
+        limit = aiohttp.ClientTimeout(total=self.timeouts.request_s)
+        try:
+            async with self.session.post(url, json=payload, timeout=limit) as resp:
+                await self.check_status(resp)
+                return await resp.json(content_type=None)
+        except TimeoutError as exc:
+            raise self.error(
+                ErrorCode.DECODE_TIMEOUT,
+                f"{self.engine_name} did not answer {url} within {limit.total} s",
+                retriable=True,
+                retry_after_ms=DEFAULT_RETRY_AFTER_MS,
+            ) from exc
+        except aiohttp.ClientError as exc:
             raise self.unavailable(exc) from exc
         except ValueError as exc:
             raise self.error(ErrorCode.ENGINE_ERROR, f"{self.engine_name} answered {url} with invalid JSON") from exc
@@ -178,6 +213,10 @@ class HTTPEngine(Engine):
 
         Raise an :class:`EngineError` (see :meth:`error`) for an error event or a malformed one.
         """
+
+    def parse_for(self, request: EngineRequest, data: str, batch: list[str]) -> bool:
+        """:meth:`parse_event` with the request at hand, for adapters that fill in its ``report``."""
+        return self.parse_event(data, batch)
 
     async def stream(self, request: EngineRequest) -> AsyncGenerator[list[str], None]:
         url, payload = await self.build_request(request)
@@ -199,7 +238,7 @@ class HTTPEngine(Engine):
                         try:
                             if event.event == "error":
                                 raise self.error_event(event.data)
-                            finished = self.parse_event(event.data, batch)
+                            finished = self.parse_for(request, event.data, batch)
                         except EngineError as exc:
                             failure = exc
                             break

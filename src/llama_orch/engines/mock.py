@@ -12,6 +12,12 @@ Faults fire for every task, or only for tasks whose prompt contains ``faults.tri
 - ``hang_after_tokens``: the engine stops sending after N tokens and never finishes;
 - ``slow_start_ms``: extra delay before the first token.
 
+Every workload is served: a chat request's tokens are a pure function of its messages (the mock's
+"template" is the messages themselves, so changing any turn changes the output); :meth:`MockEngine.embed`
+gives each text a unit vector of ``embedding_dim`` numbers derived from its hash. The mock keeps one
+cached prompt per slot like llama.cpp does, so a request pinned to a slot (``slot``) with
+``cache_prompt`` reports how many of its prompt tokens (whitespace-separated words) were cached.
+
 A custom ``handler`` may replace the token generator, like httpx's ``MockTransport``::
 
     engine = MockEngine(MockSettings(tokens_per_s=None), handler=lambda req: ["hello", " world"])
@@ -39,8 +45,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import random
 import re
+import struct
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
@@ -48,10 +56,10 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from llama_orch.engines._base import Engine, EngineInfo, EngineRequest
+from llama_orch.engines._base import Embeddings, Engine, EngineInfo, EngineRequest
 from llama_orch.engines._http import DEFAULT_RETRY_AFTER_MS
 from llama_orch.errors import EngineError
-from llama_orch_api import Determinism, ErrorCode
+from llama_orch_api import Determinism, ErrorCode, Workload
 
 MOCK_VERSION = "mock-1"
 
@@ -157,6 +165,7 @@ class MockSettings(BaseModel):
         default=False,
         description="Token text is the emission time (time.time_ns) plus a space: for latency benchmarks.",
     )
+    embedding_dim: int = Field(default=16, ge=1, le=4096, description="Length of the mock's embedding vectors.")
     faults: MockFaults = Field(default_factory=MockFaults)
     script: str | None = Field(
         default=None,
@@ -172,9 +181,16 @@ class MockSettings(BaseModel):
         return value
 
 
+def mock_prompt(request: EngineRequest) -> str:
+    """What the mock decodes: the prompt, or for a chat turn the messages, one ``role: content`` block each."""
+    if request.messages is None:
+        return request.prompt
+    return "".join(f"<{m.role}>{m.content}</{m.role}>\n" for m in request.messages)
+
+
 def mock_tokens(request: EngineRequest) -> list[str]:
     """The deterministic output for ``request``."""
-    material = f"{request.seed}\x00{request.sampler_profile}\x00{request.prompt}"
+    material = f"{request.seed}\x00{request.sampler_profile}\x00{mock_prompt(request)}"
     if request.seed is None:
         material += f"\x00{request.task_id}"
     rng = random.Random(hashlib.sha256(material.encode("utf-8", "surrogatepass")).digest())
@@ -200,6 +216,28 @@ class ScriptedAnswers:
         return mock_tokens(request)
 
 
+def mock_embedding(text: str, dim: int = 16) -> list[float]:
+    """The mock's unit vector for ``text``: the same text always gives the same vector."""
+    raw: list[float] = []
+    counter = 0
+    while len(raw) < dim:
+        digest = hashlib.sha256(f"{counter}\x00{text}".encode("utf-8", "surrogatepass")).digest()
+        raw.extend(v / 2**31 - 1.0 for v in struct.unpack("<8I", digest))
+        counter += 1
+    vector = raw[:dim]
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+def _common_words(a: list[str], b: list[str]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 class MockEngine(Engine):
     """An in-process engine replica that honours :class:`MockSettings`."""
 
@@ -216,6 +254,8 @@ class MockEngine(Engine):
         self._handler = handler or mock_tokens
         self.active = 0
         self.started_streams = 0
+        # slot -> the prompt words its KV cache holds (what llama.cpp keeps per slot).
+        self._slot_cache: dict[int, list[str]] = {}
 
     async def health(self) -> bool:
         return True
@@ -227,7 +267,26 @@ class MockEngine(Engine):
             ctx_max=self.settings.ctx_max,
             slots=self.settings.slots,
             determinism=frozenset({Determinism.strict, Determinism.best_effort}),
+            workloads=frozenset(Workload),
         )
+
+    async def embed(self, inputs: Sequence[str]) -> Embeddings:
+        dim = self.settings.embedding_dim
+        return Embeddings([mock_embedding(t, dim) for t in inputs], sum(len(t.split()) for t in inputs), "mock")
+
+    def _account(self, request: EngineRequest, produced: int) -> None:
+        """Fill in ``request.report`` as llama.cpp would: prompt words, those its slot had cached."""
+        words = mock_prompt(request).split()
+        cached = 0
+        if request.slot is not None:
+            if request.reuses_cache:
+                cached = _common_words(self._slot_cache.get(request.slot, []), words)
+            self._slot_cache[request.slot] = words
+        if request.report is not None:
+            request.report.prompt_tokens = len(words)
+            request.report.cached_tokens = cached
+            request.report.completion_tokens = produced
+            request.report.finish_reason = "length"
 
     def _faults_apply(self, request: EngineRequest) -> bool:
         trigger = self.settings.faults.trigger
@@ -239,6 +298,7 @@ class MockEngine(Engine):
         tokens = list(self._handler(request))
         self.active += 1
         self.started_streams += 1
+        self._account(request, len(tokens))
         try:
             start = time.monotonic() + (s.first_token_ms + faults.slow_start_ms) / 1000
             interval = 0.0 if s.tokens_per_s is None else 1.0 / s.tokens_per_s

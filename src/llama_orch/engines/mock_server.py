@@ -2,8 +2,11 @@
 
 Routes: ``GET /health``, ``GET /props``, ``POST /completion`` (``"stream": true`` gives SSE
 ``data: {"content": ..., "stop": false}`` lines and a final ``"stop": true`` line with
-``tokens_predicted`` and ``timings``). Slots are enforced: a request beyond them gets ``503``
-with llama.cpp's error body, as an overloaded ``llama-server`` would answer. An injected
+``tokens_predicted`` and ``timings``), ``POST /v1/chat/completions`` (streamed OpenAI chunks, the
+last with ``finish_reason`` and ``timings``, then ``data: [DONE]``) and ``POST /v1/embeddings``.
+``id_slot`` and ``cache_prompt`` are honoured as the in-process mock does (``timings.cache_n``).
+Slots are enforced: a request beyond them gets ``503`` with llama.cpp's error body, as an
+overloaded ``llama-server`` would answer. An injected
 connection reset aborts the TCP connection mid-stream.
 
 Run it: ``llama-orch-mock-engine --port 8081 --tokens-per-s 1000``.
@@ -19,7 +22,7 @@ import uuid
 
 from aiohttp import web
 
-from llama_orch.engines._base import EngineRequest
+from llama_orch.engines._base import ChatMessage, EngineRequest, StreamReport
 from llama_orch.engines.mock import MockEngine, MockSettings
 from llama_orch.errors import EngineError
 from llama_orch_api import ErrorCode
@@ -49,23 +52,108 @@ async def _props(request: web.Request) -> web.Response:
     )
 
 
+def _request(body: dict[str, object], *, chat: bool) -> EngineRequest:
+    """The engine request a llama.cpp-style body asks for (``ValueError``/``KeyError``/``TypeError`` when bad)."""
+    messages: tuple[ChatMessage, ...] | None = None
+    if chat:
+        raw = body["messages"]
+        if not isinstance(raw, list) or not raw:
+            raise TypeError("messages must be a non-empty list")
+        messages = tuple(ChatMessage(str(m["role"]), str(m["content"])) for m in raw)  # type: ignore[arg-type]
+        prompt = ""
+    else:
+        prompt = body["prompt"]  # type: ignore[assignment]
+        if not isinstance(prompt, str):
+            raise TypeError("prompt must be a string")
+    n_predict = int(body.get("max_tokens" if chat else "n_predict", 16))  # type: ignore[call-overload]
+    seed = body.get("seed")
+    slot = body.get("id_slot")
+    return EngineRequest(
+        # A seedless request gets its own random output, as a real engine's would.
+        task_id=uuid.uuid4().hex,
+        prompt=prompt,
+        max_tokens=max(1, n_predict),
+        seed=None if not isinstance(seed, int) or seed < 0 else seed,
+        sampler_profile=str(body.get("sampler_profile", "llorch/sampler@1")),
+        messages=messages,
+        slot=slot if isinstance(slot, int) and slot >= 0 else None,
+        cache_prompt=bool(body.get("cache_prompt", True)),
+        report=StreamReport(),
+    )
+
+
+def _timings(report: StreamReport | None, first_ms: float, decode_ms: float, n: int) -> dict[str, object]:
+    cached = (report.cached_tokens or 0) if report else 0
+    prompt = (report.prompt_tokens or 0) if report else 0
+    return {
+        "cache_n": cached,
+        "prompt_n": prompt - cached,
+        "prompt_ms": first_ms,
+        "predicted_ms": decode_ms,
+        "predicted_n": n,
+    }
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE_KEY]
+    try:
+        req = _request(await request.json(), chat=True)
+    except (ValueError, KeyError, TypeError) as exc:
+        return _error(400, f"invalid request: {exc}", "invalid_request_error")
+    if engine.active >= engine.settings.slots:
+        return _error(503, "no slot available", "unavailable_error")
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    started = time.monotonic()
+    first_ms: float | None = None
+    n = 0
+
+    def chunk(delta: dict[str, str | None], finish: str | None = None, **extra: object) -> bytes:
+        body = {"object": "chat.completion.chunk", "model": "mock", **extra}
+        body["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}]
+        return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+    try:
+        await response.write(chunk({"role": "assistant", "content": None}))
+        async for batch in engine.stream(req):
+            if first_ms is None:
+                first_ms = (time.monotonic() - started) * 1000
+            n += len(batch)
+            await response.write(b"".join(chunk({"content": t}) for t in batch))
+    except EngineError as exc:
+        if exc.code is ErrorCode.WORKER_RESET and request.transport is not None:
+            request.transport.abort()
+            return response
+        err = {"error": {"code": 500, "message": exc.message, "type": "server_error"}}
+        await response.write(b"data: " + json.dumps(err).encode() + b"\n\n")
+        return response
+    decode_ms = (time.monotonic() - started) * 1000 - (first_ms or 0.0)
+    await response.write(chunk({}, "length", timings=_timings(req.report, first_ms or 0.0, decode_ms, n)))
+    await response.write(b"data: [DONE]\n\n")
+    return response
+
+
+async def _embeddings(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    try:
+        body = await request.json()
+        raw = body["input"]
+        inputs = [raw] if isinstance(raw, str) else raw
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
+            raise TypeError("input must be a string or a non-empty list of strings")
+    except (ValueError, KeyError, TypeError) as exc:
+        return _error(400, f"invalid request: {exc}", "invalid_request_error")
+    result = await engine.embed(inputs)
+    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(result.vectors)]
+    usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
+    return web.json_response({"object": "list", "model": "mock", "data": data, "usage": usage})
+
+
 async def _completion(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE_KEY]
     try:
         body = await request.json()
-        prompt = body["prompt"]
-        if not isinstance(prompt, str):
-            raise TypeError("prompt must be a string")
-        n_predict = int(body.get("n_predict", 16))
-        seed = body.get("seed")
-        req = EngineRequest(
-            # A seedless request gets its own random output, as a real engine's would.
-            task_id=uuid.uuid4().hex,
-            prompt=prompt,
-            max_tokens=max(1, n_predict),
-            seed=None if seed is None or seed < 0 else int(seed),
-            sampler_profile=str(body.get("sampler_profile", "llorch/sampler@1")),
-        )
+        req = _request(body, chat=False)
     except (ValueError, KeyError, TypeError) as exc:
         return _error(400, f"invalid request: {exc}", "invalid_request_error")
     if engine.active >= engine.settings.slots:
@@ -102,7 +190,7 @@ async def _completion(request: web.Request) -> web.StreamResponse:
         "stop": True,
         "stop_type": "limit",
         "tokens_predicted": n,
-        "timings": {"prompt_ms": first_ms or 0.0, "predicted_ms": decode_ms, "predicted_n": n},
+        "timings": _timings(req.report, first_ms or 0.0, decode_ms, n),
     }
     await response.write(b"data: " + json.dumps(final).encode() + b"\n\n")
     return response
@@ -114,6 +202,8 @@ def make_app(settings: MockSettings | None = None) -> web.Application:
     app.router.add_get("/health", _health)
     app.router.add_get("/props", _props)
     app.router.add_post("/completion", _completion)
+    app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_post("/v1/embeddings", _embeddings)
     return app
 
 

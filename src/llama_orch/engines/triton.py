@@ -33,6 +33,7 @@ connection dropped mid-stream                      WORKER_RESET          yes
 stream ended before a single response              WORKER_RESET          yes
 ``data: {"error": "..."}`` inside the stream       ENGINE_ERROR          no
 malformed event (not JSON, no ``text_output``)     ENGINE_ERROR          no
+a chat (``messages``) or embedding request         WORKLOAD_UNSUPPORTED  no
 =================================================  ====================  =========
 """
 
@@ -71,13 +72,20 @@ class TritonEngine(HTTPEngine):
         ctx_max: int = 4096,
         version: str = "unknown",
         determinism: frozenset[Determinism] = BEST_EFFORT,
+        api_key_env: str | None = None,
     ) -> None:
         if backend not in get_args(TritonBackend):
             raise ConfigError(f"unknown Triton backend {backend!r}; expected one of {get_args(TritonBackend)}")
         if not model:
             raise ConfigError("TritonEngine needs the name of the model to call")
         super().__init__(
-            base_url, engine_name=engine_name, slots=slots, ctx_max=ctx_max, version=version, determinism=determinism
+            base_url,
+            engine_name=engine_name,
+            slots=slots,
+            ctx_max=ctx_max,
+            version=version,
+            determinism=determinism,
+            api_key_env=api_key_env,
         )
         self.model = model
         self.backend = backend
@@ -103,6 +111,10 @@ class TritonEngine(HTTPEngine):
         return self._info
 
     async def build_request(self, request: EngineRequest) -> tuple[str, dict[str, Any]]:
+        if request.messages is not None:
+            # The generate extension takes text, and rendering a chat template is the model's
+            # job, not ours: a chat pool needs an engine that applies its template.
+            raise self.unsupported(request.workload)
         if self.backend == "vllm":
             parameters: dict[str, Any] = {
                 "stream": True,
@@ -113,6 +125,8 @@ class TritonEngine(HTTPEngine):
             }
             if request.seed is not None:
                 parameters["seed"] = request.seed
+            if request.stop:
+                parameters["stop"] = list(request.stop)
             payload: dict[str, Any] = {"text_input": request.prompt, "parameters": parameters}
         else:
             payload = {
@@ -120,7 +134,7 @@ class TritonEngine(HTTPEngine):
                 "max_tokens": request.max_tokens,
                 "stream": True,
                 "bad_words": "",
-                "stop_words": "",
+                "stop_words": list(request.stop) if request.stop else "",
             }
             if request.temperature > 0:
                 payload.update(temperature=request.temperature, top_p=request.top_p, top_k=request.top_k)

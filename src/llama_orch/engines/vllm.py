@@ -7,7 +7,13 @@ uses ``POST /v1/completions`` with ``"stream": true`` and the sampling fields ``
 event may follow (``"choices": []``), and ``data: [DONE]`` ends the stream. Sampling fields are
 always sent, ``top_k=-1`` when disabled, so the model's ``generation_config.json`` defaults,
 which vLLM applies to fields a request leaves out, never change a seeded run. Closing the stream
-closes the connection, which aborts the request in vLLM.
+closes the connection, which aborts the request in vLLM. With ``stream_usage=True`` (the registry's
+default for vLLM pools) ``stream_options.include_usage`` is sent, so the last chunk's ``usage``
+(prompt, completion and cached prompt tokens) reaches ``request.report``.
+
+Chat (a request with ``messages``) uses ``POST /v1/chat/completions``, rendered by the model's chat
+template in vLLM; embeddings (``embeddings=True``, a server running a pooling model) use
+``POST /v1/embeddings``, as in :mod:`llama_orch.engines.openai`.
 
 ``GET /health`` answers 200 when the engine is alive; ``fetch_info()`` reads ``GET /v1/models``
 (model id, ``max_model_len``) and ``GET /version``.
@@ -62,6 +68,8 @@ class VLLMEngine(OpenAIEngine):
         *,
         model: str | None = None,
         api_key_env: str | None = None,
+        embeddings: bool = False,
+        stream_usage: bool = False,
         engine_name: str = "vllm",
         slots: int = 1,
         ctx_max: int = 4096,
@@ -74,6 +82,8 @@ class VLLMEngine(OpenAIEngine):
             f"{root}/v1",
             model=model,
             api_key_env=api_key_env,
+            embeddings=embeddings,
+            stream_usage=stream_usage,
             engine_name=engine_name,
             slots=slots,
             ctx_max=ctx_max,
