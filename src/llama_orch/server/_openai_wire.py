@@ -282,7 +282,9 @@ class EmbeddingRequest(_Body):
 
     def unsupported(self) -> list[tuple[str, str]]:
         found = []
-        if isinstance(self.input, list) and not all(isinstance(x, str) for x in self.input):
+        if isinstance(self.input, list) and not self.input:
+            found.append(("input", "input must not be empty"))
+        elif isinstance(self.input, list) and not all(isinstance(x, str) for x in self.input):
             found.append(("input", "input must be text (token ids are not supported)"))
         if self.dimensions is not None:
             found.append(("dimensions", "dimensions is not supported (the model's width is used)"))
