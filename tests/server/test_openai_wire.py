@@ -13,9 +13,9 @@ import pytest
 from openai._models import construct_type
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from llama_orch._wire import SSEParser
 from llama_orch.core import SAMPLER_PROFILES
 from llama_orch.engines import ChatMessage
-from llama_orch.engines._http import SseDecoder
 from llama_orch.errors import AdmissionError, EngineError, OrchError, QueueFullError
 from llama_orch.server._openai_wire import (
     DONE,
@@ -49,7 +49,7 @@ COMPLETION = {"model": "embedded:gemma3-270m", "prompt": "Once upon"}
 
 def events(stream: bytes) -> list[Any]:
     """The data of each SSE event, JSON-decoded except ``[DONE]``."""
-    return [data.decode() if data == b"[DONE]" else json.loads(data) for data in SseDecoder().feed(stream)]
+    return [e.data if e.data == "[DONE]" else json.loads(e.data) for e in SSEParser().feed(stream)]
 
 
 # --------------------------------------------------------------------------------------------
