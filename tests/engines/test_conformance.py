@@ -193,6 +193,8 @@ def _expect(code: ErrorCode, retriable: bool, retry_after_ms: int | None, says: 
 
 POOL, ENGINE, RESET = ErrorCode.POOL_UNAVAILABLE, ErrorCode.ENGINE_ERROR, ErrorCode.WORKER_RESET
 
+WL = "test_workloads.py::"  # rows the workload tests of engines/ exercise
+
 LLAMACPP = Wire(
     name="llamacpp",
     module=llamacpp,
@@ -209,6 +211,13 @@ LLAMACPP = Wire(
         "stream ended without ``stop``": ("cut", "empty"),
         "error object inside the stream [1]_": ("stream-error-data", "stream-error-field"),
         "event that is not a JSON object": ("malformed",),
+        "HTTP 501 (no ``--embeddings``)": (
+            "test_workloads.py::test_llamacpp_server_without_the_flag_answers_501_mapped",
+        ),
+        "embeddings: not one vector per input": (WL + "test_malformed_embeddings_are_engine_errors",),
+        "embeddings, ``embeddings=False``": (
+            "test_workloads.py::test_llamacpp_without_embeddings_refuses_them_without_asking",
+        ),
     },
     rows={
         "http-503-loading": _expect(POOL, True, 1000, "Loading model"),
@@ -258,8 +267,12 @@ OPENAI = Wire(
     end_events=1,
     table={
         "connection refused / DNS / TLS": ("refused",),
-        "HTTP 429 (rate limit) or 503": ("http-429-retry-after", "http-429-retry-after-ms", "http-429-no-advice",
-                                         "http-503-overloaded"),
+        "HTTP 429 (rate limit) or 503": (
+            "http-429-retry-after",
+            "http-429-retry-after-ms",
+            "http-429-no-advice",
+            "http-503-overloaded",
+        ),
         "HTTP 429 with code ``insufficient_quota``": ("http-429-quota",),
         'HTTP 401 or 403 ("authentication failed")': ("http-401", "http-403"),
         "other HTTP 4xx": ("http-400", "http-404"),
@@ -270,6 +283,10 @@ OPENAI = Wire(
         "malformed event (not JSON, no ``choices``)": ("malformed",),
         "no model given and ``/models`` lists none": ("test_openai.py::test_no_model_served_is_an_engine_error",),
         "``fetch_info``: the model is not listed": ("test_openai.py::test_fetch_info_errors",),
+        "embeddings: not one vector per input": (WL + "test_malformed_embeddings_are_engine_errors",),
+        "a workload the adapter was not built for": (
+            "test_registry.py::test_a_registry_built_adapter_still_refuses_what_it_does_not_serve",
+        ),
     },
     rows={
         "http-429-retry-after": _expect(POOL, True, 7000, "Rate limit reached"),
@@ -310,6 +327,13 @@ TGI = Wire(
         "stream ended without the final event [3]_": ("cut", "empty"),
         'other ``{"error": ...}`` event in the stream': ("stream-untyped-error",),
         "malformed event (not JSON, no ``token.text``)": ("malformed",),
+        "chat stream ended without ``data: [DONE]``": (
+            "test_workloads.py::test_tgi_chat_stream_cut_before_done_is_a_reset",
+        ),
+        "``/embed``: not one vector per input": (
+            "test_workloads.py::test_tei_embed_answer_must_be_one_vector_per_input",
+        ),
+        "a workload the adapter was not built for": (WL + "test_tei_embed_and_its_errors",),
     },
     rows={
         "http-429-overloaded": _expect(POOL, True, 1000, "Model is overloaded"),
@@ -347,6 +371,9 @@ TRITON = Wire(
         "stream ended before a single response": ("empty",),
         '``data: {"error": "..."}`` inside the stream': ("stream-error",),
         "malformed event (not JSON, no ``text_output``)": ("malformed",),
+        "a chat (``messages``) or embedding request": (
+            "test_workloads.py::test_triton_refuses_chat_and_embeddings_plainly",
+        ),
     },
     rows={
         "http-503-queue-full": _expect(POOL, True, 1000, "maximum queue size"),

@@ -1,8 +1,9 @@
 """Chat, embeddings and KV reuse on every adapter (``engines/_base.py`` and the adapters' workload code).
 
-The llama.cpp cases replay answers recorded from a real ``llama-server`` (``tests/engines/recorded/``,
-SmolLM2-135M-Instruct; the same build the ``real_engine`` tests run) and run against the mock engine's
-HTTP server; the vLLM, TGI/TEI and OpenAI cases use the wire shapes those servers document.
+The llama.cpp cases replay answers recorded from a real ``llama-server``
+(``tests/engines/recorded/llamacpp/workloads/``, SmolLM2-135M-Instruct; the same build the
+``real_engine`` tests run) and run against the mock engine's HTTP server; the vLLM, TGI/TEI and
+OpenAI cases use the wire shapes those servers document.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from llama_orch.errors import EngineError
 from llama_orch_api import Determinism, ErrorCode, Workload
 from tests.engines._fake import DONE, StartFake, collect, reply, sse, sse_event
 
-RECORDED = Path(__file__).parent / "recorded"
+RECORDED = Path(__file__).parent / "recorded" / "llamacpp" / "workloads"
 MESSAGES = (ChatMessage("system", "You are terse."), ChatMessage("user", "Say hi."))
 StartMock = Callable[[MockSettings], Awaitable[str]]
 
@@ -72,7 +73,7 @@ async def engines() -> Any:
 async def test_llamacpp_chat_sends_messages_for_the_engine_template_and_reads_the_recorded_stream(
     fake_server: StartFake, engines: Any
 ) -> None:
-    fake = await fake_server({"POST /v1/chat/completions": sse(recorded("llamacpp_chat_stream.txt"))})
+    fake = await fake_server({"POST /v1/chat/completions": sse(recorded("chat-stream.sse"))})
     engine = await engines(LlamaCppEngine(fake.base_url))
     request = chat_req(slot=1)
     assert await collect(engine, request) == ["I", "'m", " here", " to", " help", " with"]
@@ -94,7 +95,7 @@ async def test_llamacpp_chat_sends_messages_for_the_engine_template_and_reads_th
 async def test_llamacpp_second_turn_on_the_same_slot_reports_the_cached_prefix(
     fake_server: StartFake, engines: Any
 ) -> None:
-    fake = await fake_server({"POST /v1/chat/completions": sse(recorded("llamacpp_chat_stream_turn2.txt"))})
+    fake = await fake_server({"POST /v1/chat/completions": sse(recorded("chat-stream-turn2.sse"))})
     engine = await engines(LlamaCppEngine(fake.base_url))
     request = chat_req(max_tokens=3, slot=1)
     assert len(await collect(engine, request)) == 3
@@ -103,7 +104,7 @@ async def test_llamacpp_second_turn_on_the_same_slot_reports_the_cached_prefix(
 
 
 async def test_llamacpp_completion_report_from_the_recorded_stop_event(fake_server: StartFake, engines: Any) -> None:
-    fake = await fake_server({"POST /completion": sse(recorded("llamacpp_completion_stream.txt"))})
+    fake = await fake_server({"POST /completion": sse(recorded("completion-stream.sse"))})
     engine = await engines(LlamaCppEngine(fake.base_url))
     request = EngineRequest("t1", "Once upon", 3, seed=1, report=StreamReport(), stop=(".",))
     assert len(await collect(engine, request)) == 3
@@ -125,14 +126,14 @@ async def test_llamacpp_completion_report_from_the_recorded_stop_event(fake_serv
 async def test_llamacpp_cache_prompt_follows_the_request(
     fake_server: StartFake, engines: Any, determinism: Determinism, cache_prompt: bool, sent: bool
 ) -> None:
-    fake = await fake_server({"POST /v1/chat/completions": sse(recorded("llamacpp_chat_stream.txt"))})
+    fake = await fake_server({"POST /v1/chat/completions": sse(recorded("chat-stream.sse"))})
     engine = await engines(LlamaCppEngine(fake.base_url))
     await collect(engine, chat_req(slot=0, determinism=determinism, cache_prompt=cache_prompt))
     assert fake.bodies("POST /v1/chat/completions")[0]["cache_prompt"] is sent
 
 
 async def test_llamacpp_embeddings_from_the_recorded_answer(fake_server: StartFake, engines: Any) -> None:
-    answer = json.loads(recorded("llamacpp_embeddings.json"))
+    answer = json.loads(recorded("embeddings.json"))
     fake = await fake_server({"POST /v1/embeddings": reply(answer)})
     engine = await engines(LlamaCppEngine(fake.base_url, embeddings=True))
     result = await engine.embed(["hello world", "second"])
@@ -386,6 +387,15 @@ async def test_tei_embed_and_its_errors(fake_server: StartFake, engines: Any) ->
     with pytest.raises(EngineError) as info:
         await busy.embed(["a"])
     assert (info.value.code, info.value.retriable) == (ErrorCode.POOL_UNAVAILABLE, True)
+
+
+@pytest.mark.parametrize("answer", [[[0.1]], {"error": "x"}, [[0.1], ["a"]]])
+async def test_tei_embed_answer_must_be_one_vector_per_input(fake_server: StartFake, engines: Any, answer: Any) -> None:
+    fake = await fake_server({"POST /embed": reply(answer)})
+    engine = await engines(TGIEngine(fake.base_url, embeddings=True))
+    with pytest.raises(EngineError) as info:
+        await engine.embed(["a", "b"])
+    assert info.value.code is ErrorCode.ENGINE_ERROR
 
 
 # --------------------------------------------------------------------------------------------

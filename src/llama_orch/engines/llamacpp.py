@@ -41,8 +41,8 @@ stream ended without ``stop``          WORKER_RESET          yes
 error object inside the stream [1]_    ENGINE_ERROR          no
 event that is not a JSON object        ENGINE_ERROR          no
 HTTP 501 (no ``--embeddings``)         ENGINE_ERROR          no
-embeddings of an adapter built         WORKLOAD_UNSUPPORTED  no
-without ``embeddings=True``
+embeddings: not one vector per input   ENGINE_ERROR          no
+embeddings, ``embeddings=False``       WORKLOAD_UNSUPPORTED  no
 =====================================  ====================  =========
 
 .. [1] ``data: {"error": {...}}``, or the ``error: {...}`` line (not an SSE ``data`` field) that

@@ -37,8 +37,7 @@ stream ended without ``data: [DONE]``        WORKER_RESET          yes
 malformed event (not JSON, no ``choices``)   ENGINE_ERROR          no
 no model given and ``/models`` lists none    ENGINE_ERROR          no
 ``fetch_info``: the model is not listed      ENGINE_ERROR          no
-embeddings answer without one vector per     ENGINE_ERROR          no
-input, or a vector that is not numbers
+embeddings: not one vector per input         ENGINE_ERROR          no
 a workload the adapter was not built for     WORKLOAD_UNSUPPORTED  no
 ===========================================  ====================  =========
 
