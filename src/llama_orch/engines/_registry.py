@@ -219,6 +219,7 @@ def _mock(settings: MockSettings, facts: ReplicaFacts) -> Engine:
             ctx_max=facts.ctx_max,
             version=MOCK_VERSION,
             determinism=facts.determinism,
+            embeddings=True,  # the mock's HTTP server serves /v1/embeddings too
         )
     return MockEngine(settings)
 
