@@ -1,12 +1,30 @@
 """One engine replica from its pool's configuration: the only place that knows which concrete
-engine a pool config means (a managed llama-server, an engine at an endpoint, the mock)."""
+engine a pool config means (a managed llama-server, or an adapter the engine registry builds for
+an engine at an endpoint or the mock)."""
 
 from __future__ import annotations
 
-from llama_orch.engines import Engine, LlamaCppEngine, MockEngine
+from llama_orch.engines import Engine, ReplicaFacts
+from llama_orch.engines import build_engine as build_adapter
 from llama_orch.pools._config import PoolConfig
 from llama_orch.pools._managed import ManagedLlamaCpp
 from llama_orch_api import Determinism
+
+
+def replica_facts(config: PoolConfig, *, endpoint: str | None = None, slots: int | None = None) -> ReplicaFacts:
+    """What the pool knows of a replica of its engine (``endpoint``: a registered replica's own)."""
+    determinism = frozenset({Determinism.best_effort})
+    if config.engine == "mock":
+        determinism = frozenset({Determinism.strict, Determinism.best_effort})
+    default_slots = config.mock.slots if config.engine == "mock" else 1
+    default_ctx = config.mock.ctx_max if config.engine == "mock" else 4096
+    return ReplicaFacts(
+        slots=slots or config.slots or default_slots,
+        ctx_max=config.ctx_max or default_ctx,
+        version="mock-1" if config.engine == "mock" else "unknown",
+        determinism=determinism,
+        endpoint=endpoint or config.endpoint,
+    )
 
 
 def build_engine(config: PoolConfig, *, replica_id: str = "", model_ref: str | None = None) -> Engine:
@@ -17,19 +35,7 @@ def build_engine(config: PoolConfig, *, replica_id: str = "", model_ref: str | N
     """
     if config.managed:
         return ManagedLlamaCpp(config, replica_id, model_ref=model_ref or config.model_ref)
-    if config.endpoint is not None:
-        determinism = frozenset({Determinism.best_effort})
-        if config.engine == "mock":
-            determinism = frozenset({Determinism.strict, Determinism.best_effort})
-        return LlamaCppEngine(
-            config.endpoint,
-            engine_name=config.engine,
-            slots=config.slots or config.mock.slots,
-            ctx_max=config.ctx_max or config.mock.ctx_max,
-            version="mock-1" if config.engine == "mock" else "unknown",
-            determinism=determinism,
-        )
-    return MockEngine(config.mock)
+    return build_adapter(config.engine, config.engine_settings(), replica_facts(config))
 
 
-__all__ = ["build_engine"]
+__all__ = ["build_engine", "replica_facts"]

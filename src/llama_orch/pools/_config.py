@@ -10,11 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from llama_orch._config import StrictModel
 from llama_orch.core import QueuePolicy
+from llama_orch.engines import (
+    EngineName,
+    LlamaCppSettings,
+    OpenAISettings,
+    TGISettings,
+    TritonSettings,
+    VLLMSettings,
+    engine_kind,
+)
 from llama_orch.engines.mock import MockSettings
+from llama_orch.errors import ConfigError
 from llama_orch_api import Determinism, Workload
 
 
@@ -54,9 +64,16 @@ class RestartPolicy(StrictModel):
     )
 
 
+_REMOTE_ENGINES = ("vllm", "tgi", "triton", "openai")
+
+
 class PoolConfig(StrictModel):
     id: str = Field(pattern=r"^[A-Za-z0-9._:\-]{1,64}$")
-    engine: Literal["mock", "llamacpp"] = "mock"
+    engine: EngineName = Field(
+        default="mock",
+        description="The engine (llama_orch.engines.ENGINES): mock | llamacpp | vllm | tgi | triton | openai. "
+        "Its own settings go in the block of the same name.",
+    )
     model_ref: str = Field(
         default="mock:tiny",
         min_length=1,
@@ -64,8 +81,8 @@ class PoolConfig(StrictModel):
     )
     endpoint: str | None = Field(
         default=None,
-        description="Base URL of an engine already running (llama.cpp wire format). For 'mock' this "
-        "serves the mock over HTTP instead of in-process.",
+        description="Base URL of an engine already running (for vllm/tgi/triton/openai it may be given here or in "
+        "the engine's block). For 'mock' this serves the mock over HTTP instead of in-process.",
     )
     provision: Literal["external", "source", "binary"] | None = Field(
         default=None,
@@ -120,6 +137,17 @@ class PoolConfig(StrictModel):
     first_token_timeout_s: float = Field(default=60.0, gt=0)
     token_timeout_s: float = Field(default=30.0, gt=0, description="Longest silence between tokens.")
     mock: MockSettings = Field(default_factory=MockSettings)
+    llamacpp: LlamaCppSettings = Field(
+        default_factory=LlamaCppSettings,
+        description="llama.cpp settings beyond provisioning: api_key_env, timeouts, embeddings (managed replicas "
+        "then run with --embeddings --pooling mean and also serve the embedding workload).",
+    )
+    vllm: VLLMSettings | None = Field(default=None, description="Settings of engine 'vllm'.")
+    tgi: TGISettings | None = Field(default=None, description="Settings of engine 'tgi'.")
+    triton: TritonSettings | None = Field(default=None, description="Settings of engine 'triton' (model required).")
+    openai: OpenAISettings | None = Field(
+        default=None, description="Settings of engine 'openai' (any OpenAI-compatible API)."
+    )
     price_per_token: float = Field(default=0.0, ge=0, description="Cost per output token, charged to budgets.")
 
     @model_validator(mode="after")
@@ -149,6 +177,59 @@ class PoolConfig(StrictModel):
         if self.engine == "llamacpp" and self.endpoint is None and self.provision != "external":
             return DEFAULT_CTX_PER_SLOT
         return None
+
+    @model_validator(mode="after")
+    def _engine_settings(self) -> PoolConfig:
+        for name in _REMOTE_ENGINES:
+            if name != self.engine and getattr(self, name) is not None:
+                raise ValueError(f"pool {self.id!r}: a {name!r} block is for engine {name!r}, not {self.engine!r}")
+        if self.engine in _REMOTE_ENGINES:
+            block = getattr(self, self.engine)
+            if block is None:
+                try:
+                    block = engine_kind(self.engine).settings.model_validate({})
+                except ValueError:
+                    raise ValueError(
+                        f"pool {self.id!r}: engine {self.engine!r} needs a {self.engine!r} block (its model, at least)"
+                    ) from None
+            if block.endpoint is not None and self.endpoint is not None and block.endpoint != self.endpoint.rstrip("/"):
+                raise ValueError(f"pool {self.id!r}: two different endpoints (the pool's and {self.engine}.endpoint)")
+            endpoint = block.endpoint or self.endpoint
+            if endpoint is None:
+                raise ValueError(f"pool {self.id!r}: engine {self.engine!r} needs an endpoint (the engine's URL)")
+            setattr(self, self.engine, block.model_copy(update={"endpoint": endpoint.rstrip("/")}))
+            self.endpoint = endpoint
+        embeddings = self.serves_embeddings_engine
+        if "workloads" not in self.model_fields_set:
+            if self.engine == "triton":
+                self.workloads = [Workload.completion]
+            elif embeddings and self.engine in ("llamacpp", "mock"):
+                self.workloads = [Workload.completion, Workload.chat, Workload.embedding]
+            elif embeddings:
+                self.workloads = [Workload.embedding]
+        offered = engine_kind(self.engine).workloads
+        if not embeddings and self.engine != "mock":
+            offered = offered - {Workload.embedding}
+        if missing := sorted(w.value for w in set(self.workloads) - offered):
+            hint = f"; set {self.engine}.embeddings: true" if missing == ["embedding"] else ""
+            raise ValueError(f"pool {self.id!r}: engine {self.engine!r} cannot serve {', '.join(missing)}{hint}")
+        return self
+
+    @property
+    def serves_embeddings_engine(self) -> bool:
+        """Whether the engine is configured to serve embeddings (the mock always can)."""
+        if self.engine == "mock":
+            return Workload.embedding in self.workloads
+        block = self.engine_settings()
+        return bool(getattr(block, "embeddings", False))
+
+    def engine_settings(self) -> BaseModel:
+        """The engine's own settings block (validated; for mock, ``mock``)."""
+        block = getattr(self, self.engine)
+        if block is None:
+            raise ConfigError(f"pool {self.id!r} has no {self.engine!r} settings")
+        assert isinstance(block, BaseModel)
+        return block
 
     @model_validator(mode="after")
     def _engine_provisioning(self) -> PoolConfig:

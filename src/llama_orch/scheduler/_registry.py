@@ -1,5 +1,6 @@
-"""Replicas registered by pool-managerd hosts: each is an engine endpoint (llama.cpp wire format)
-that its pool uses like a local replica, through a :class:`~llama_orch.engines.LlamaCppEngine`.
+"""Replicas registered by pool-managerd hosts: each is an engine endpoint
+that its pool uses like a local replica, through the adapter the engine registry builds for the
+pool's engine (:func:`llama_orch.engines.build_engine`).
 
 A host registers all its replicas at once (a full statement: replicas of that host it no longer
 lists are removed), then heartbeats each. A replica not heard from for ``heartbeat_timeout_s``
@@ -14,7 +15,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from llama_orch.engines import LlamaCppEngine
+from llama_orch.engines import ReplicaFacts, build_engine
 from llama_orch.errors import AdmissionError, OrchError
 from llama_orch.pools import GpuDevice
 from llama_orch.scheduler._config import RegistryConfig
@@ -95,14 +96,14 @@ class Registry:
                 self.remove(replica_id)
                 entry = None
             if entry is None:
-                engine = LlamaCppEngine(
-                    spec.endpoint,
-                    engine_name=pool.config.engine,
+                facts = ReplicaFacts(
                     slots=spec.slots,
                     ctx_max=pool.ctx_max,
                     version=pool.engine_version,
                     determinism=pool.determinism,
+                    endpoint=spec.endpoint,
                 )
+                engine = build_engine(pool.config.engine, pool.config.engine_settings(), facts)
                 await engine.start()
                 replica = Replica(replica_id, engine, spec.slots, spec.model_ref, host=host)
                 entry = self._entries[replica_id] = _Entry(replica, pool, spec.endpoint, now)
