@@ -35,6 +35,7 @@ EXPECTED_PUBLIC = {
     "ArtifactRef",
     "BudgetInfo",
     "BudgetSpec",
+    "ChatTurn",
     "DrainRequest",
     "FeatureFlags",
     "FetchHop",

@@ -33,7 +33,7 @@ from llama_orch.core import (
     head_needed,
     predict_new,
 )
-from llama_orch.engines import Engine, EngineRequest
+from llama_orch.engines import ChatMessage, Engine, EngineRequest, StreamReport
 from llama_orch.errors import ConfigError, EngineError, ModelUnavailable, OrchError
 from llama_orch.pools import ModelsConfig, PoolConfig, build_engine, resolve_model
 from llama_orch.scheduler._dispatch import Dispatcher
@@ -41,7 +41,7 @@ from llama_orch.scheduler._relay import RelayTimeouts, relay
 from llama_orch.scheduler._replicas import Replica, ReplicaSet
 from llama_orch.scheduler._tasks import TaskRecord, TaskState
 from llama_orch.telemetry import StartErrors
-from llama_orch_api import Determinism, ErrorCode, Priority, StartedEvent
+from llama_orch_api import Determinism, ErrorCode, Priority, StartedEvent, TaskRequest, Workload
 
 log = logging.getLogger("llama_orch.pool")
 
@@ -492,6 +492,9 @@ class Pool:
             temperature=profile.temperature,
             top_p=profile.top_p,
             top_k=profile.top_k,
+            messages=_chat_messages(req),
+            stop=tuple(req.stop or ()),
+            report=StreamReport(),
         )
         stream = replica.engine.stream(engine_req)
         last_metrics = last_charge = started_at
@@ -521,6 +524,7 @@ class Pool:
                 engine=self.config.engine,
                 replica_id=replica.replica_id,
                 on_batch=after_batch,
+                report=engine_req.report,
             )
         except EngineError as exc:
             exc.engine = exc.engine or self.config.engine
@@ -596,6 +600,15 @@ class Pool:
             payload["budget_cost_remaining"] = budget.cost_remaining()
             payload["budget_wall_ms_remaining"] = budget.wall_ms_remaining()
         record.emit("metrics", json.dumps(payload))
+
+
+def _chat_messages(req: TaskRequest) -> tuple[ChatMessage, ...] | None:
+    """A chat task's conversation for the engine's template (a bare prompt is one user turn)."""
+    if req.workload is not Workload.chat:
+        return None
+    if req.messages is not None:
+        return tuple(ChatMessage(m.role, m.content) for m in req.messages)
+    return (ChatMessage("user", req.text()),)
 
 
 __all__ = ["Pool"]

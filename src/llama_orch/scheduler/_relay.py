@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
+from llama_orch.engines import StreamReport
 from llama_orch.errors import EngineError
 from llama_orch.scheduler._tasks import TaskRecord, TaskState
 from llama_orch_api import EndEvent, ErrorCode
@@ -34,13 +35,15 @@ async def relay(
     engine: str,
     replica_id: str,
     on_batch: Callable[[float], None] | None = None,
+    report: StreamReport | None = None,
 ) -> None:
     """Copy ``stream`` into ``record``'s events until the engine is done, then emit ``end``.
 
     ``on_batch(now)`` runs after each batch (budgets, metrics) and may raise to stop the task.
     Raises :class:`EngineError` (``DECODE_TIMEOUT``) and whatever the stream or ``on_batch`` raise;
     the caller ends the task with that error and closes the stream. Returns early, quietly, when
-    the task ended meanwhile (cancelled): nothing is appended after a terminal event.
+    the task ended meanwhile (cancelled): nothing is appended after a terminal event. ``report``
+    (the engine request's) adds the engine's prompt and cached-prompt token counts to ``end``.
     """
     started_at = record.started_at or time.monotonic()
     timeout = timeouts.first_token_s
@@ -66,12 +69,15 @@ async def relay(
         if on_batch is not None:
             on_batch(time.monotonic())
     decode_ms = int((time.monotonic() - (record.first_token_at or started_at)) * 1000)
+    finish = "length" if record.tokens_out >= record.request.max_tokens else "stop"
     end = EndEvent(
         tokens_out=record.tokens_out,
         decode_time_ms=decode_ms,
-        finish_reason="length" if record.tokens_out >= record.request.max_tokens else "stop",
+        finish_reason=report.finish_reason if report is not None and report.finish_reason else finish,
+        prompt_tokens=report.prompt_tokens if report is not None else None,
+        cached_tokens=report.cached_tokens if report is not None else None,
     )
-    record.finish("end", end.model_dump_json(), TaskState.done)
+    record.finish("end", end.model_dump_json(exclude_none=True), TaskState.done)
 
 
 __all__ = ["RelayTimeouts", "relay"]

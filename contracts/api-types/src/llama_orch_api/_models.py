@@ -143,6 +143,13 @@ class KvHint(_Request):
     prefix_tokens: int | None = Field(default=None, ge=0)
 
 
+class ChatTurn(_Request):
+    """One message of a ``chat`` task. The engine's own chat template renders the list."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = Field(max_length=4_000_000)
+
+
 class TaskRequest(_Request):
     """``POST /v1/tasks`` body (OC-CLI-2001)."""
 
@@ -163,6 +170,15 @@ class TaskRequest(_Request):
     sampler_profile_version: str = Field(default="llorch/sampler@1", min_length=1, max_length=64)
     prompt: str | None = Field(default=None, max_length=4_000_000)
     inputs: list[str] | None = Field(default=None, min_length=1, max_length=1024)
+    messages: list[ChatTurn] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="A chat task's conversation (workload 'chat'), rendered by the engine's chat template.",
+    )
+    stop: list[str] | None = Field(
+        default=None, min_length=1, max_length=16, description="Texts that end generation where they appear."
+    )
     max_tokens: int = Field(default=128, ge=1)
     deadline_ms: int | None = Field(
         default=None, ge=1, description="Relative: the task must start decoding within this many ms."
@@ -174,13 +190,21 @@ class TaskRequest(_Request):
 
     @model_validator(mode="after")
     def _one_input(self) -> TaskRequest:
-        if (self.prompt is None) == (self.inputs is None):
-            raise ValueError("exactly one of 'prompt' or 'inputs' is required")
+        given = sum(x is not None for x in (self.prompt, self.inputs, self.messages))
+        if given != 1:
+            raise ValueError("exactly one of 'prompt' or 'inputs' (or, for a chat task, 'messages') is required")
+        if self.messages is not None and self.workload is not Workload.chat:
+            raise ValueError("'messages' are the input of a chat task: set workload to 'chat'")
         return self
 
     def text(self) -> str:
-        """The prompt as one string (``inputs`` joined by newlines)."""
-        return self.prompt if self.prompt is not None else "\n".join(self.inputs or ())
+        """The prompt as one string (``inputs`` joined by newlines; a chat's message contents, one per line,
+        for sizing and records only: the engine renders ``messages`` with its own template)."""
+        if self.prompt is not None:
+            return self.prompt
+        if self.messages is not None:
+            return "\n".join(m.content for m in self.messages)
+        return "\n".join(self.inputs or ())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,6 +315,8 @@ class EndEvent(_Response):
     tokens_out: int = Field(ge=0)
     decode_time_ms: int = Field(ge=0)
     finish_reason: Literal["length", "stop"] = "length"
+    prompt_tokens: int | None = Field(default=None, ge=0, description="The prompt's tokens, as the engine counted.")
+    cached_tokens: int | None = Field(default=None, ge=0, description="Prompt tokens reused from the KV cache.")
 
 
 ErrorEvent = ErrorEnvelope
