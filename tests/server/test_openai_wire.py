@@ -187,6 +187,8 @@ def test_chat_becomes_a_chat_task_with_the_messages() -> None:
         512,
     )
     assert front.messages == (ChatMessage("system", "S"), ChatMessage("user", "U"))
+    assert [(m.role, m.content) for m in task.messages or ()] == [("system", "S"), ("user", "U")]
+    assert (task.prompt, task.stop) == (None, ["\n"])
     assert (front.stop, front.stream, front.include_usage, front.explicit_max_tokens) == (("\n",), False, False, False)
     assert (task.sampler_profile_version, task.determinism, task.seed) == ("llorch/sampler@1", "best_effort", None)
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llama_orch.engines import Engine, EngineInfo, EngineRequest, EngineState
+from llama_orch.engines import Embeddings, Engine, EngineInfo, EngineRequest, EngineState
 from llama_orch.errors import EngineError, OrchError
 from llama_orch.pools._config import DEFAULT_CTX_PER_SLOT
 from llama_orch.pools._provision import PreflightError, default_threads, find_llama_server, nvidia_gpus, place
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llama_orch.pools.managed")
 
+EMBEDDING_ARGS = ("--embeddings", "--pooling", "mean")
+"""What a managed replica of a pool with ``llamacpp.embeddings: true`` runs with (it still decodes)."""
 DEFAULT_SLOTS = 2
 MANAGED_DETERMINISM = frozenset({Determinism.strict, Determinism.best_effort})
 """What a managed llama.cpp replica guarantees (the determinism suite in tests/pools proves it):
@@ -123,7 +125,9 @@ class ManagedLlamaCpp(Engine):
             threads=default_threads(self.config),
             gpu_layers=placement.gpu_layers,
             env=placement.env,
-            extra_args=tuple(self.config.engine_args),
+            extra_args=(*EMBEDDING_ARGS, *self.config.engine_args)
+            if self.config.llamacpp.embeddings
+            else tuple(self.config.engine_args),
         )
         policy = self.config.restart
         backoff = RestartBackoff(
@@ -158,6 +162,19 @@ class ManagedLlamaCpp(Engine):
 
     def describe(self) -> EngineInfo:
         return self._info
+
+    async def embed(self, inputs: Sequence[str]) -> Embeddings:
+        supervisor = self.supervisor
+        engine = supervisor.engine if supervisor is not None else None
+        if supervisor is None or engine is None or not supervisor.ready:
+            raise EngineError(
+                ErrorCode.POOL_UNAVAILABLE,
+                f"replica {self.replica_id} is {self.state.value}",
+                engine="llamacpp",
+                retriable=True,
+                retry_after_ms=1000,
+            )
+        return await engine.embed(inputs)
 
     async def stream(self, request: EngineRequest) -> AsyncGenerator[list[str], None]:
         supervisor = self.supervisor

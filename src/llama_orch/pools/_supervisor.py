@@ -295,6 +295,7 @@ class ReplicaSupervisor:
             ctx_max=self.spec.ctx_per_slot,
             version=self.version,
             determinism=self.determinism,
+            embeddings="--embeddings" in self.spec.extra_args,
         )
         await self.engine.start()
         failure = await self._await_ready()

@@ -41,7 +41,7 @@ from llama_orch.scheduler._relay import RelayTimeouts, relay
 from llama_orch.scheduler._replicas import Replica, ReplicaSet
 from llama_orch.scheduler._tasks import TaskRecord, TaskState
 from llama_orch.telemetry import StartErrors
-from llama_orch_api import Determinism, ErrorCode, Priority, StartedEvent, TaskRequest, Workload
+from llama_orch_api import Determinism, EndEvent, ErrorCode, Priority, StartedEvent, TaskRequest, Workload
 
 log = logging.getLogger("llama_orch.pool")
 
@@ -517,6 +517,9 @@ class Pool:
                 self._emit_metrics(record, kv_warm, budget)
 
         try:
+            if req.workload is Workload.embedding:
+                await self._embed(record, replica)
+                return
             await relay(
                 stream,
                 record,
@@ -584,6 +587,32 @@ class Pool:
         )
         rate = (record.tokens_out - 1) / (decoded_ms / 1000) if record.tokens_out > 1 and decoded_ms > 0 else None
         self.slo.add(time.monotonic(), ttft_ms, rate)
+
+    async def _embed(self, record: TaskRecord, replica: Replica) -> None:
+        """An embedding task: one call to the engine, its vectors in the ``end`` event."""
+        req = record.request
+        inputs = list(req.inputs) if req.inputs is not None else [req.text()]
+        began = time.monotonic()
+        try:
+            async with asyncio.timeout(self.timeouts.first_token_s):
+                result = await replica.engine.embed(inputs)
+        except TimeoutError as exc:
+            raise EngineError(
+                ErrorCode.DECODE_TIMEOUT,
+                f"engine gave no embeddings within {self.timeouts.first_token_s:g} s on replica {replica.replica_id}",
+                engine=self.config.engine,
+                retriable=True,
+                retry_after_ms=1000,
+            ) from exc
+        record.first_token_at = time.monotonic()
+        end = EndEvent(
+            tokens_out=0,
+            decode_time_ms=int((record.first_token_at - began) * 1000),
+            finish_reason="stop",
+            prompt_tokens=result.prompt_tokens,
+            embeddings=result.vectors,
+        )
+        record.finish("end", end.model_dump_json(exclude_none=True), TaskState.done)
 
     def _emit_metrics(self, record: TaskRecord, kv_warm: bool, budget: Budget | None) -> None:
         elapsed = time.monotonic() - (record.first_token_at or time.monotonic())

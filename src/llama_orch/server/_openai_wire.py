@@ -329,12 +329,8 @@ def parse_request(model: type[R], body: bytes) -> R:
 
 @dataclass(frozen=True, slots=True)
 class FrontDoorTask:
-    """What a front-door request asks of the same admission and queues as ``POST /v1/tasks``.
-
-    ``task`` holds the admission fields. For chat its ``prompt`` is the messages' text, one per
-    line, used only to size the request and for its record: the engine gets ``messages`` and its
-    own chat template renders them.
-    """
+    """What a front-door request asks of the same admission and queues as ``POST /v1/tasks``:
+    ``task`` is that very request (a chat's ``messages`` in it, for the engine's template)."""
 
     task: TaskRequest
     messages: tuple[ChatMessage, ...] | None = None
@@ -421,12 +417,14 @@ def to_task(
     if isinstance(request, ChatCompletionRequest):
         max_tokens = request.max_completion_tokens or max_tokens
         messages = request.chat_messages()
-        fields.update(workload=Workload.chat, prompt="\n".join(m.content for m in messages))
+        fields.update(workload=Workload.chat, messages=[{"role": m.role, "content": m.content} for m in messages])
         default = default_max_tokens
     else:
         fields.update(workload=Workload.completion, prompt=request.text())
         default = COMPLETIONS_DEFAULT_MAX_TOKENS
+    stop = request.stop_texts()
     fields.update(
+        stop=list(stop) or None,
         seed=request.seed,
         determinism=determinism,
         sampler_profile_version=profile,
@@ -436,7 +434,7 @@ def to_task(
     return FrontDoorTask(
         _task(fields),
         messages=messages,
-        stop=request.stop_texts(),
+        stop=stop,
         stream=request.stream,
         include_usage=include_usage,
         explicit_max_tokens=max_tokens is not None,

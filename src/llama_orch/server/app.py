@@ -27,6 +27,7 @@ from llama_orch.server import (
     _catalog_routes,
     _control_routes,
     _data_routes,
+    _openai_routes,
     _registry_routes,
     _tool_routes,
     openapi,
@@ -125,6 +126,9 @@ def create_app(config: OrchestratorConfig) -> web.Application:
         orchestrator.journal.redact = default_redactor().clean
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
+    # The OpenAI-compatible front door (contracts/openapi/openai.yaml), on the same port.
+    for method, path, handler in _openai_routes.ROUTES:
+        app.router.add_route(method, path, handler)
     app.router.add_get("/openapi.json", served_openapi)
     app.router.add_get("/healthz", healthz)
 

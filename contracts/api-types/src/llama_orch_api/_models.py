@@ -317,6 +317,9 @@ class EndEvent(_Response):
     finish_reason: Literal["length", "stop"] = "length"
     prompt_tokens: int | None = Field(default=None, ge=0, description="The prompt's tokens, as the engine counted.")
     cached_tokens: int | None = Field(default=None, ge=0, description="Prompt tokens reused from the KV cache.")
+    embeddings: list[list[float]] | None = Field(
+        default=None, description="An embedding task's vectors, one per input, in input order."
+    )
 
 
 ErrorEvent = ErrorEnvelope
