@@ -55,10 +55,12 @@ def test_example_config_validates_against_the_committed_schema() -> None:
 
 def test_no_path_gives_the_embedded_default() -> None:
     config = load_config(None)
-    assert [p.id for p in config.pools] == ["default"]
-    (pool,) = config.pools
+    assert [p.id for p in config.pools] == ["default", "chat"]
+    pool, chat = config.pools
     assert (pool.engine, pool.provision, pool.model_ref) == ("llamacpp", "source", "embedded:gemma3-270m")
-    assert pool.managed and pool.accelerator == "auto"
+    assert (chat.engine, chat.provision, chat.model_ref) == ("llamacpp", "source", "embedded:smollm2-135m")
+    assert pool.managed and pool.accelerator == "auto" and chat.managed
+    assert pool.workloads == chat.workloads == ["completion", "chat"]
 
 
 @pytest.mark.parametrize(

@@ -83,9 +83,14 @@ def test_embedded_default_serves_a_task(run_orchestratord, tmp_path: Path) -> No
     gemma_model()  # the embedded default is llama.cpp on the embedded Gemma model: skip (CI: fail) without it
     port = run_orchestratord()
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/capabilities", timeout=10) as resp:
-        (pool,) = json.loads(resp.read())["pools"]
-    assert (pool["id"], pool["engine"], pool["model_ref"]) == ("default", "llamacpp", "embedded:gemma3-270m")
-    status, body, headers = _post(port, {"prompt": "The capital of France is", "max_tokens": 4, "seed": 1})
+        pools = json.loads(resp.read())["pools"]
+    assert [(p["id"], p["engine"], p["model_ref"]) for p in pools] == [
+        ("default", "llamacpp", "embedded:gemma3-270m"),
+        ("chat", "llamacpp", "embedded:smollm2-135m"),
+    ]
+    status, body, headers = _post(
+        port, {"prompt": "The capital of France is", "max_tokens": 4, "seed": 1, "model_ref": "embedded:gemma3-270m"}
+    )
     assert status == 202 and headers["X-Correlation-Id"] == "sub-1"
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{body['stream_url']}", timeout=60) as resp:
         text = resp.read().decode()

