@@ -131,3 +131,4 @@ async def test_a_pool_of_each_remote_engine_serves_tasks(
     engines = {p["id"]: p["engine"] for p in caps["pools"]}
     assert engines == {"vllm": "vllm", "tgi": "tgi", "triton": "triton", "openai": "openai"}
     assert {p["id"]: p["workloads"] for p in caps["pools"]}["triton"] == ["completion"]
+    assert not any(p["features"]["embeddings"] for p in caps["pools"])  # none of these pools serves them

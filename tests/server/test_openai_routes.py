@@ -112,12 +112,15 @@ async def test_headers_both_ways_and_the_native_session(front: Any) -> None:
 
 
 async def test_embeddings_float_and_the_sdks_default_base64(front: Any) -> None:
-    _, client = await front()
+    base, client = await front()
     default = await client.embeddings.create(model=MODEL, input=["alpha", "beta"])  # the SDK asks for base64
     assert [d.embedding for d in default.data] == [
         pytest.approx(mock_embedding("alpha", 8), rel=1e-6),
         pytest.approx(mock_embedding("beta", 8), rel=1e-6),
     ]
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/v1/capabilities") as resp:
+        (pool,) = (await resp.json())["pools"]
+    assert pool["features"]["embeddings"] is True  # true only where a pool serves them
     floats = await client.embeddings.create(model=MODEL, input="alpha", encoding_format="float")
     assert floats.data[0].embedding == mock_embedding("alpha", 8)
     assert floats.usage.prompt_tokens == 1

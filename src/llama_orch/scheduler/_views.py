@@ -23,6 +23,7 @@ from llama_orch_api import (
     SamplerProfile,
     SessionInfo,
     SloSnapshot,
+    Workload,
 )
 
 
@@ -96,7 +97,7 @@ def capabilities(pools: Iterable[Pool], *, max_body_bytes: int) -> Capabilities:
                 features=FeatureFlags(
                     determinism=sorted(d.value for d in pool.limits.determinism),
                     kv_reuse=pool.config.engine != "mock",
-                    embeddings=False,
+                    embeddings=Workload.embedding in pool.limits.workloads,
                 ),
             )
             for pool in pools
