@@ -97,6 +97,28 @@ async def test_scope_enforced_on_every_route(serve: Serve, http: aiohttp.ClientS
                     assert (await resp.json())["code"] == "FORBIDDEN"
 
 
+async def test_front_door_needs_the_data_scope(serve: Serve, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """The OpenAI front door is guarded like POST /v1/tasks, and refuses in OpenAI's error shape."""
+    from llama_orch.server._security import FRONT_DOOR
+
+    assert set(FRONT_DOOR.values()) == {Scope.data}
+    base = await serve(secured_config(tmp_path))
+    for method, path in FRONT_DOOR:
+        kwargs: dict[str, Any] = {"data": b"{}"} if method == "POST" else {}
+        async with http.request(method, base + path, **kwargs) as resp:
+            assert resp.status == 401, (path, resp.status)
+            error = (await resp.json())["error"]
+            assert error["type"] == "authentication_error" and error["message"], (path, error)
+            assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        for holder in Scope:
+            async with http.request(method, base + path, headers=bearer(holder), **kwargs) as resp:
+                if holder in (Scope.data, Scope.admin):
+                    assert resp.status not in (401, 403), (path, holder, resp.status, await resp.text())
+                else:
+                    assert resp.status == 403, (path, holder, resp.status)
+                    assert (await resp.json())["error"]["type"] == "permission_error"
+
+
 async def test_public_routes_need_no_identity(serve: Serve, http: aiohttp.ClientSession, tmp_path: Path) -> None:
     base = await serve(secured_config(tmp_path))
     for path in ("/healthz", "/openapi.json"):

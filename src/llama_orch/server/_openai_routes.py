@@ -54,6 +54,11 @@ def _answer(error: OpenAIError, cid: str) -> web.Response:
     )
 
 
+def answer_error(error: OrchError, cid: str) -> web.Response:
+    """``error`` answered as the front door answers it (also used by the security middleware)."""
+    return _answer(openai_error(error), cid)
+
+
 def _front_door(handler: Any) -> Any:
     """Our errors, raised anywhere before the answer starts, become OpenAI-shaped answers."""
 
@@ -307,4 +312,4 @@ ROUTES: list[tuple[str, str, Any]] = [
 ]
 """The front door's operations (documented in ``contracts/openapi/openai.yaml``)."""
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "answer_error"]

@@ -683,7 +683,12 @@ def models_response(model_refs: Sequence[str], *, created: int) -> dict[str, Any
 # ---------------------------------------------------------------------------------------------
 # Our errors in OpenAI's shape
 
-_TYPE_BY_STATUS = {402: "insufficient_quota", 403: "permission_error", 429: "rate_limit_error"}
+_TYPE_BY_STATUS = {
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    429: "rate_limit_error",
+}
 _OPENAI_CODES = {
     ErrorCode.CTX_EXCEEDED: "context_length_exceeded",
     ErrorCode.UNKNOWN_MODEL: "model_not_found",

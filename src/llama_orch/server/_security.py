@@ -65,6 +65,7 @@ from llama_orch.policy import (
     vet_outbound,
 )
 from llama_orch.server._http import CID, Handler, Route, error_response
+from llama_orch.server._openai_routes import answer_error
 from llama_orch.telemetry import Metrics, TelemetryConfig, Tracing, context_of
 from llama_orch_api import API_VERSION, ArtifactCreate, ArtifactRef, ErrorCode, ReplicaRegistration
 
@@ -104,7 +105,20 @@ SCOPES: dict[str, Scope | str] = {
 }
 """The scope each operation needs (``admin`` has them all)."""
 
-UNLISTED: dict[tuple[str, str], str] = {("GET", "/healthz"): PUBLIC, ("GET", "/openapi.json"): PUBLIC}
+FRONT_DOOR: dict[tuple[str, str], Scope | str] = {
+    ("GET", "/v1/models"): Scope.data,
+    ("POST", "/v1/completions"): Scope.data,
+    ("POST", "/v1/chat/completions"): Scope.data,
+    ("POST", "/v1/embeddings"): Scope.data,
+}
+"""The OpenAI-compatible front door (``contracts/openapi/openai.yaml``): the ``data`` scope, like
+``POST /v1/tasks``; its refusals (401/403/429) are answered in OpenAI's error shape."""
+
+UNLISTED: dict[tuple[str, str], Scope | str] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
+    **FRONT_DOOR,
+}
 """Routes outside the API's route table and what they need."""
 
 AUDITED: dict[str, str] = {
@@ -301,6 +315,13 @@ def _peercert(request: web.Request) -> dict[str, Any] | None:
     return cert if isinstance(cert, dict) and cert else None
 
 
+def _refusal(exc: OrchError, cid: str, method: str, template: str) -> web.Response:
+    """Our envelope, or OpenAI's error shape on the front door's routes (what its clients parse)."""
+    if (method, template) in FRONT_DOOR:
+        return answer_error(exc, cid)
+    return error_response(exc, cid)
+
+
 @web.middleware
 async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     sec = request.app[SECURITY]
@@ -357,16 +378,16 @@ async def _serve(
             "refused %s %s: %s", method, template, exc.reason,
             extra={"correlation_id": cid, "narration": f"unauthenticated request ({exc.reason})"},
         )  # fmt: skip
-        response = error_response(exc, cid)
+        response = _refusal(exc, cid, method, template)
         response.headers["WWW-Authenticate"] = exc.www_authenticate
     except RateLimited as exc:
         if sec.metrics is not None:
             sec.metrics.rate_limited.labels(kind=exc.kind).inc()
             sec.metrics.rejected("unknown", ErrorCode.RATE_LIMITED.value, exc.policy_label)
-        response = error_response(exc, cid)
+        response = _refusal(exc, cid, method, template)
         response.headers.update({"X-RateLimit-Limit": str(exc.limit), "X-RateLimit-Remaining": "0"})
     except OrchError as exc:
-        response = error_response(exc, cid)
+        response = _refusal(exc, cid, method, template)
     except BaseException as exc:  # counted, then the envelope middleware answers (or the task is cancelled)
         if sec.metrics is not None:
             status = exc.status if isinstance(exc, web.HTTPException) else 500
