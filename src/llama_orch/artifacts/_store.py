@@ -263,7 +263,8 @@ class ArtifactStore:
             raise OrchError(ErrorCode.INVALID_PARAMS, f"invalid request: limit: must be between 1 and {MAX_PAGE}")
         before: int | None = None
         if cursor is not None:
-            if not cursor.isdigit() or not cursor.isascii():
+            # Any position is a cursor (pages are "older than"); 18 digits keep it a SQLite integer.
+            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
                 raise OrchError(ErrorCode.INVALID_PARAMS, "invalid request: cursor: not a cursor from a previous page")
             before = int(cursor)
         if kind is not None:

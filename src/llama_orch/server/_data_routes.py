@@ -26,10 +26,11 @@ async def create_task(request: web.Request) -> web.Response:
 
 async def stream_task(request: web.Request) -> web.StreamResponse:
     record = request.app[ORCH].get_task(request.match_info["task_id"])
-    last = request.headers.get("Last-Event-ID", "").strip()
-    if last and not last.isdigit():
+    # As declared (pattern ^[0-9]+$): ASCII digits only, and a header that is sent must say something.
+    last = request.headers.get("Last-Event-ID")
+    if last is not None and not (last.isascii() and last.isdigit()):
         raise OrchError(ErrorCode.INVALID_PARAMS, "Last-Event-ID must be a non-negative integer event id")
-    cursor = min(int(last), record.readable) if last else 0
+    cursor = min(int(last), record.readable) if last is not None else 0
     heartbeat = request.app[CONFIG].server.heartbeat_s
     response = web.StreamResponse(
         headers={

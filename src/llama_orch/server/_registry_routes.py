@@ -23,10 +23,14 @@ async def remove_replica(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+# Replica ids are `<host>.<name>`, so they always hold a dot: said in the route, so that
+# `/v1/replicas/register` (no dot) is only ever that operation (its Allow header names POST only).
+REPLICA = "/v1/replicas/{id:[^/]+[.][^/]+}"
+
 ROUTES = [
     Route("POST", "/v1/replicas/register", register_replicas, "registerReplicas", ReplicaRegistration,
           {"200": RegistrationAck, "400": E, "409": E, "413": E, "500": E}),
-    Route("POST", "/v1/replicas/{id}/heartbeat", heartbeat_replica, "heartbeatReplica", ReplicaHeartbeat,
+    Route("POST", REPLICA + "/heartbeat", heartbeat_replica, "heartbeatReplica", ReplicaHeartbeat,
           {"200": HeartbeatAck, "400": E, "404": E, "413": E, "500": E}),
-    Route("DELETE", "/v1/replicas/{id}", remove_replica, "removeReplica", responses={"204": None, "404": E, "500": E}),
+    Route("DELETE", REPLICA, remove_replica, "removeReplica", responses={"204": None, "404": E, "500": E}),
 ]  # fmt: skip

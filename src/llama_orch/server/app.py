@@ -147,6 +147,7 @@ def create_app(config: OrchestratorConfig) -> web.Application:
     app.cleanup_ctx.append(_artifact_routes.store_lifespan)
     app.cleanup_ctx.append(_catalog_routes.catalog_lifespan)
     app.cleanup_ctx.append(lifespan)
+    app.cleanup_ctx.append(_control_routes.operations_lifespan)  # ends before the orchestrator stops
     app.on_shutdown.append(end_streams)
     return app
 

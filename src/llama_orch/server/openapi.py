@@ -7,6 +7,7 @@ drift in either direction.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -46,13 +47,19 @@ def _ref(model: type[BaseModel]) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}}
 
 
+def path_template(path: str) -> str:
+    """The OpenAPI path of an aiohttp route: ``/v1/x/{id:[0-9]+}`` is ``/v1/x/{id}``."""
+    return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):[^/]*\}", r"{\1}", path)
+
+
 def served_document(routes: Sequence[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         op: dict[str, Any] = {"operationId": route.operation_id, "responses": {}}
+        template = path_template(route.path)
         params = [
             {"name": seg[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
-            for seg in route.path.split("/")
+            for seg in template.split("/")
             if seg.startswith("{") and seg.endswith("}")
         ]
         params += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in route.query]
@@ -65,7 +72,7 @@ def served_document(routes: Sequence[Route]) -> dict[str, Any]:
             if model is not None:
                 entry["content"] = _ref(model)
             op["responses"][status] = entry
-        paths.setdefault(route.path, {})[route.method.lower()] = op
+        paths.setdefault(template, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": "llama-orch orchestratord (served)", "version": API_VERSION},

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from pathlib import PurePath
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+
+from llama_orch_api._numbers import Int
 
 
 class _Request(BaseModel):
@@ -69,17 +70,13 @@ Tag = Annotated[str, Field(min_length=1, max_length=128)]
 class CatalogFileSpec(_Request):
     """One file of the model as cached on the orchestrator's disk, with what it must hash to."""
 
-    path: str = Field(min_length=1, max_length=4096, description="Absolute local path of the cached file.")
+    # Absolute (a relative path would depend on orchestratord's working directory, which nobody
+    # controls): said by the pattern, so that the schema states the rule the server enforces.
+    path: str = Field(
+        min_length=1, max_length=4096, pattern=r"^/", description="Absolute local path of the cached file."
+    )
     sha256: Sha256Hex
-    size_bytes: int = Field(ge=0)
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, path: str) -> str:
-        # A relative path would depend on orchestratord's working directory, which nobody controls.
-        if not PurePath(path).is_absolute():
-            raise ValueError("path must be absolute")
-        return path
+    size_bytes: Int = Field(ge=0)
 
 
 class ModelSignatureSpec(_Request):
@@ -96,8 +93,9 @@ class TrustPolicySpec(_Request):
     allowed_sources: list[Annotated[str, Field(min_length=1, max_length=2048)]] | None = Field(
         default=None, max_length=64, description="Source prefixes accepted; an empty list accepts none."
     )
-    require_signature: bool | None = None
-    require_sbom: bool | None = None
+    # Strict: JSON true/false only, as the schema says (pydantic would take 0/1 otherwise).
+    require_signature: StrictBool | None = None
+    require_sbom: StrictBool | None = None
 
 
 class CatalogModelCreate(_Request):
@@ -120,19 +118,30 @@ class CatalogModelCreate(_Request):
     )
     trust_policy: TrustPolicySpec | None = None
 
-    @model_validator(mode="after")
-    def _distinct_paths(self) -> CatalogModelCreate:
-        paths = [f.path for f in self.files]
+    @field_validator("files")
+    @classmethod
+    def _distinct_paths(cls, files: list[CatalogFileSpec]) -> list[CatalogFileSpec]:
+        # JSON Schema cannot say "unique by one field"; the operation documents this refusal.
+        paths = [f.path for f in files]
         if len(set(paths)) != len(paths):
-            raise ValueError("files: each path may appear once")
-        return self
+            raise ValueError("each path may appear once")
+        return files
 
 
 class ModelStateRequest(_Request):
     """``POST /v1/catalog/models/{id}/state`` body."""
 
+    # The validator's rule, stated in JSON Schema: a drain deadline only when retiring.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"required": ["state"], "properties": {"state": {"const": "Active"}}},
+            "then": {"properties": {"drain_deadline_ms": {"type": "null"}}},
+        },
+    )
+
     state: ModelState
-    drain_deadline_ms: int | None = Field(
+    drain_deadline_ms: Int | None = Field(
         default=None,
         ge=0,
         le=604_800_000,

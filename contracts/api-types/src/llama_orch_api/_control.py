@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from llama_orch_api._numbers import Float, Int
 
 
 class _Request(BaseModel):
@@ -21,9 +23,9 @@ PoolState = Literal["ready", "draining", "drained", "reloading", "unready"]
 class BudgetSpec(_Request):
     """Limits for a session (OC-CLI-2402); set by the first task that names the session."""
 
-    tokens: int | None = Field(default=None, ge=1, description="Output tokens the session may use.")
-    wall_ms: int | None = Field(default=None, ge=1, description="Decode wall time the session may use.")
-    cost: float | None = Field(default=None, ge=0, description="Cost, at each pool's price per token.")
+    tokens: Int | None = Field(default=None, ge=1, description="Output tokens the session may use.")
+    wall_ms: Int | None = Field(default=None, ge=1, description="Decode wall time the session may use.")
+    cost: Float | None = Field(default=None, ge=0, description="Cost, at each pool's price per token.")
 
 
 class BudgetInfo(_Response):
@@ -43,12 +45,17 @@ class BudgetInfo(_Response):
 
 
 class DrainRequest(_Request):
-    deadline_ms: int = Field(default=30_000, ge=0, le=86_400_000)
+    deadline_ms: Int = Field(default=30_000, ge=0, le=86_400_000)
+    wait: StrictBool = Field(
+        default=True,
+        description="Answer when the drain has finished (`200`); false answers `202` at once, and the "
+        "pool's health (`GET /v1/pools/{id}/health`) shows it `draining`, then `drained`.",
+    )
 
 
 class ReloadRequest(_Request):
     model_ref: str = Field(min_length=1, max_length=512)
-    deadline_ms: int = Field(default=60_000, ge=0, le=86_400_000)
+    deadline_ms: Int = Field(default=60_000, ge=0, le=86_400_000)
 
 
 class ReplicaStatus(_Response):
@@ -80,11 +87,12 @@ class PoolHealth(_Response):
 
 
 class PoolOperation(_Response):
-    """Outcome of a drain or reload (the call returns when it has finished or rolled back)."""
+    """Outcome of a drain or reload (the call returns when it has finished or rolled back), or,
+    for a drain asked not to wait, the drain that has ``started``."""
 
     pool: str
     operation: Literal["drain", "reload"]
-    outcome: Literal["completed", "rolled_back"]
+    outcome: Literal["completed", "rolled_back", "started"]
     state: PoolState
     model_ref: str
     previous_model_ref: str | None = None

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llama_orch_api._control import BudgetInfo, BudgetSpec, FeatureFlags, RateLimits, SamplerProfile
+from llama_orch_api._numbers import Int
 
 API_VERSION = "0.1.0"
 """The API version these models describe; equal to ``info.version`` in the OpenAPI files."""
@@ -140,7 +141,12 @@ class KvHint(_Request):
     """A hint about KV-cache reuse: ``reuse`` prefers the session's warm replica."""
 
     mode: Literal["reuse", "cold"] = "reuse"
-    prefix_tokens: int | None = Field(default=None, ge=0)
+    prefix_tokens: Int | None = Field(default=None, ge=0)
+
+
+SAMPLER_PROFILE_NAMES = ("llorch/sampler@1", "llorch/greedy@1", "llorch/balanced@1", "llorch/creative@1")
+# The profiles orchestratord knows (its core/_sampler.py; a test keeps the two equal). Stated in the
+# JSON Schema only: the server refuses any other name itself, naming the known ones in its answer.
 
 
 class ChatTurn(_Request):
@@ -153,6 +159,21 @@ class ChatTurn(_Request):
 class TaskRequest(_Request):
     """``POST /v1/tasks`` body (OC-CLI-2001)."""
 
+    # Rules the server enforces, said in JSON Schema too so that a client or a fuzzer reading the
+    # schema knows them: exactly one of prompt/inputs (the validator below), and a budget only with
+    # a session (refused by the orchestrator with the session's own message).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+                {"required": ["inputs"], "properties": {"inputs": {"type": "array"}}},
+            ],
+            "if": {"required": ["budget"], "properties": {"budget": {"type": "object"}}},
+            "then": {"required": ["session_id"], "properties": {"session_id": {"type": "string"}}},
+        },
+    )
+
     task_id: Identifier | None = Field(
         default=None, description="Client-chosen id; generated when absent. Must be unique."
     )
@@ -163,11 +184,13 @@ class TaskRequest(_Request):
     )
     engine: str | None = Field(default=None, min_length=1, max_length=64)
     pool: Identifier | None = Field(default=None, description="Placement pin: run on this pool only.")
-    ctx: int | None = Field(default=None, ge=1, description="Context window the task needs, in tokens.")
+    ctx: Int | None = Field(default=None, ge=1, description="Context window the task needs, in tokens.")
     priority: Priority = Priority.interactive
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    seed: Int | None = Field(default=None, ge=0, le=2**63 - 1)
     determinism: Determinism = Determinism.best_effort
-    sampler_profile_version: str = Field(default="llorch/sampler@1", min_length=1, max_length=64)
+    sampler_profile_version: str = Field(
+        default="llorch/sampler@1", min_length=1, max_length=64, json_schema_extra={"enum": list(SAMPLER_PROFILE_NAMES)}
+    )
     prompt: str | None = Field(default=None, max_length=4_000_000)
     inputs: list[str] | None = Field(default=None, min_length=1, max_length=1024)
     messages: list[ChatTurn] | None = Field(
@@ -179,8 +202,8 @@ class TaskRequest(_Request):
     stop: list[str] | None = Field(
         default=None, min_length=1, max_length=16, description="Texts that end generation where they appear."
     )
-    max_tokens: int = Field(default=128, ge=1)
-    deadline_ms: int | None = Field(
+    max_tokens: Int = Field(default=128, ge=1)
+    deadline_ms: Int | None = Field(
         default=None, ge=1, description="Relative: the task must start decoding within this many ms."
     )
     kv_hint: KvHint | None = None

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+from llama_orch_api._numbers import Int
 
 _ID = r"^[A-Za-z0-9._:\-]{1,64}$"
 
@@ -23,12 +25,12 @@ class GpuReading(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    index: int = Field(ge=0)
+    index: Int = Field(ge=0)
     uuid: str = Field(max_length=128)
     name: str = Field(max_length=256)
-    vram_total_bytes: int = Field(ge=0)
-    vram_free_bytes: int = Field(ge=0)
-    utilization_pct: int | None = Field(default=None, ge=0, le=100)
+    vram_total_bytes: Int = Field(ge=0)
+    vram_free_bytes: Int = Field(ge=0)
+    utilization_pct: Int | None = Field(default=None, ge=0, le=100)
 
 
 class RemoteReplica(_Request):
@@ -37,17 +39,31 @@ class RemoteReplica(_Request):
     name: str = Field(pattern=_ID, description="The replica's name on its host, unique there (e.g. `r0`).")
     pool: str = Field(pattern=_ID, description="The orchestratord pool it serves.")
     endpoint: str = Field(
-        min_length=1, max_length=2048, description="Base URL of the engine, reachable from orchestratord."
+        min_length=1,
+        max_length=2048,
+        pattern=r"^https?://",
+        description="Base URL of the engine (`http://` or `https://`), reachable from orchestratord.",
     )
     model_ref: str = Field(min_length=1, max_length=512, description="Must be the pool's model.")
-    slots: int = Field(ge=1, le=4096)
-    devices: list[int] | None = Field(default=None, description="GPU indices on the host; null on CPU.")
+    slots: Int = Field(ge=1, le=4096)
+    devices: list[Int] | None = Field(default=None, description="GPU indices on the host; null on CPU.")
     gpus: list[GpuReading] = Field(default_factory=list, description="Readings of those GPUs.")
 
 
 class ReplicaRegistration(_Request):
     host: str = Field(pattern=_ID, description="The registering host's name, unique among hosts.")
-    replicas: list[RemoteReplica] = Field(min_length=1, max_length=256)
+    replicas: list[RemoteReplica] = Field(
+        min_length=1, max_length=256, description="Each `name` at most once (a second one is `400 INVALID_PARAMS`)."
+    )
+
+    @field_validator("replicas")
+    @classmethod
+    def _distinct_names(cls, replicas: list[RemoteReplica]) -> list[RemoteReplica]:
+        # JSON Schema cannot say "unique by one field"; the operation documents this refusal.
+        names = [r.name for r in replicas]
+        if len(set(names)) != len(names):
+            raise ValueError("each replica name may appear once")
+        return replicas
 
 
 class RegisteredReplica(_Response):
@@ -63,7 +79,7 @@ class RegistrationAck(_Response):
 
 
 class ReplicaHeartbeat(_Request):
-    ready: bool = Field(default=True, description="Whether the engine passes its host's health check.")
+    ready: StrictBool = Field(default=True, description="Whether the engine passes its host's health check.")
     gpus: list[GpuReading] | None = Field(default=None, description="Fresh GPU readings; kept when null.")
 
 
