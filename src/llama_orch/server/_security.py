@@ -66,6 +66,7 @@ from llama_orch.policy import (
 )
 from llama_orch.server._http import CID, Handler, Route, error_response
 from llama_orch.server._openai_routes import answer_error
+from llama_orch.server.openapi import path_template
 from llama_orch.telemetry import Metrics, TelemetryConfig, Tracing, context_of
 from llama_orch_api import API_VERSION, ArtifactCreate, ArtifactRef, ErrorCode, ReplicaRegistration
 
@@ -494,7 +495,7 @@ def secure_document(document: dict[str, Any], routes: Sequence[Route]) -> dict[s
         scope = SCOPES.get(route.operation_id, Scope.admin)
         if scope == PUBLIC:
             continue
-        responses = document["paths"][route.path][route.method.lower()]["responses"]
+        responses = document["paths"][path_template(route.path)][route.method.lower()]["responses"]
         added = ["401", "429"] if scope == ANY else ["401", "403", "429"]
         for status in added:
             responses.setdefault(status, {"description": status, "content": error})

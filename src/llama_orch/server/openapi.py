@@ -40,7 +40,21 @@ def component_schemas(routes: Sequence[Route] | None = None) -> dict[str, Any]:
         modes.setdefault(model, "serialization")
     _, top = models_json_schema(list(modes.items()), ref_template=REF)
     defs: dict[str, Any] = top.get("$defs", {})
-    return defs
+    return {name: _json_schema_bounds(schema) for name, schema in defs.items()}
+
+
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def _json_schema_bounds(node: Any) -> Any:
+    """pydantic leaves a bound on an annotated number inside a union (``Int | None`` with
+    ``Field(ge=0)``) under its own name (``ge``); JSON Schema spells it ``minimum``."""
+    if isinstance(node, dict):
+        numeric = node.get("type") in ("integer", "number")
+        return {(_BOUNDS[k] if numeric and k in _BOUNDS else k): _json_schema_bounds(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_json_schema_bounds(v) for v in node]
+    return node
 
 
 def _ref(model: type[BaseModel]) -> dict[str, Any]:
@@ -49,7 +63,9 @@ def _ref(model: type[BaseModel]) -> dict[str, Any]:
 
 def path_template(path: str) -> str:
     """The OpenAPI path of an aiohttp route: ``/v1/x/{id:[0-9]+}`` is ``/v1/x/{id}``."""
-    return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):[^/]*\}", r"{\1}", path)
+    # The regex may hold any character but a brace of its own (``{id:[^/]+[.][^/]+}``), or a
+    # quantifier's braces one level deep (``{n:[0-9]{1,3}}``).
+    return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):(?:[^{}]|\{[^{}]*\})+\}", r"{\1}", path)
 
 
 def served_document(routes: Sequence[Route]) -> dict[str, Any]:
