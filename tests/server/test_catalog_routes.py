@@ -222,8 +222,11 @@ BAD_CREATE: dict[str, tuple[Any, str]] = {
     "unknown field in the policy": ({"trust_policy": {"mode": "strict", "strictness": 1}}, "extra_forbidden"),
     "files not a list": ({"files": "/models/m.gguf"}, "list_type"),
     "no files": ({"files": []}, "too_short"),
-    "size not an integer": ({"files": [{"path": "/m", "sha256": "0" * 64, "size_bytes": "big"}]}, "int_parsing"),
-    "relative path": ({"files": [{"path": "models/m.gguf", "sha256": "0" * 64, "size_bytes": 1}]}, "value_error"),
+    "size not an integer": ({"files": [{"path": "/m", "sha256": "0" * 64, "size_bytes": "big"}]}, "value_error"),
+    "relative path": (
+        {"files": [{"path": "models/m.gguf", "sha256": "0" * 64, "size_bytes": 1}]},
+        "string_pattern_mismatch",
+    ),
     "upper-case digest": ({"files": [{"path": "/m", "sha256": "A" * 64, "size_bytes": 1}]}, "string_pattern_mismatch"),
     "same path twice": (
         {
@@ -260,7 +263,7 @@ BAD_STATE: dict[str, tuple[Any, str]] = {
     "lower-case state": ({"state": "retired"}, "enum"),
     "no state": ({"drain_deadline_ms": 1000}, "missing"),
     "negative deadline": ({"state": "Retired", "drain_deadline_ms": -1}, "greater_than_equal"),
-    "deadline as a string": ({"state": "Retired", "drain_deadline_ms": "soon"}, "int_parsing"),
+    "deadline as a string": ({"state": "Retired", "drain_deadline_ms": "soon"}, "value_error"),
     "deadline when activating": ({"state": "Active", "drain_deadline_ms": 1000}, "value_error"),
     "unknown field": ({"state": "Retired", "deadline_ms": 1000}, "extra_forbidden"),
     "malformed JSON": (b"{state: Retired}", "json_invalid"),

@@ -21,6 +21,7 @@ from llama_orch.engines.mock import MockSettings
 from llama_orch.pools._managerd import Managerd, ManagerdConfig, Rejected
 from llama_orch.server.app import ROUTES, create_app
 from llama_orch.server.config import OrchestratorConfig, PoolConfig
+from llama_orch.server.openapi import path_template
 from tests.auth._certs import CA, server_pair
 from tests.conftest import Serve, fast_config
 
@@ -67,12 +68,14 @@ def test_every_route_has_a_scope() -> None:
     app = create_app(fast_config())
     served = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource is not None}
     served -= {("HEAD", path) for _, path in served}
-    table = {(r.method, r.path) for r in ROUTES}
+    table = {(r.method, path_template(r.path)) for r in ROUTES}
     assert served - table == set(UNLISTED)
 
 
 def _fill(path: str) -> str:
-    return path.replace("{task_id}", "t-none").replace("{session_id}", "s-none").replace("{id}", "x-none")
+    # A replica id holds a dot (<pool>.<n>); any other id may too.
+    path = path_template(path)
+    return path.replace("{task_id}", "t-none").replace("{session_id}", "s-none").replace("{id}", "x.none")
 
 
 async def test_scope_enforced_on_every_route(serve: Serve, http: aiohttp.ClientSession, tmp_path: Path) -> None:

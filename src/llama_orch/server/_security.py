@@ -180,7 +180,10 @@ class Security:
             redactor=self.redactor,
         )
         self.resolver = Resolver()
-        self.operations: dict[tuple[str, str], str] = {(r.method, r.path): r.operation_id for r in routes}
+        # Keyed as aiohttp names a matched resource (resource.canonical): the template, no regex.
+        self.operations: dict[tuple[str, str], str] = {
+            (r.method, path_template(r.path)): r.operation_id for r in routes
+        }
         self._tasks: OrderedDict[str, _Admitted] = OrderedDict()
         self._max_tasks = max_tracked_tasks
 
