@@ -168,6 +168,7 @@ class TaskRequest(_Request):
             "oneOf": [
                 {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
                 {"required": ["inputs"], "properties": {"inputs": {"type": "array"}}},
+                {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
             ],
             "if": {"required": ["budget"], "properties": {"budget": {"type": "object"}}},
             "then": {"required": ["session_id"], "properties": {"session_id": {"type": "string"}}},
