@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import sys
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -31,10 +32,13 @@ from llama_orch.agents._gates import GateResult, GateSpec, run_gate
 from llama_orch.agents._loop_config import LoopConfig
 from llama_orch.agents._plan import WorkItem
 from llama_orch.agents._planner import citations_by_node, read_failures
+from llama_orch.agents._pycheck import fixture_names, unresolved_fixtures
 from llama_orch.agents._sandbox import Isolation
-from llama_orch.agents._verdict import judge_new_tests, judge_tests
+from llama_orch.agents._verdict import Verdict, judge_new_tests, judge_tests
 
 __all__ = ["CURRENT", "GateContext", "LoopGates"]
+
+log = logging.getLogger("llama_orch.agents.loop")
 
 TESTS_PLAN_JUNIT = ".llorch-out/tests-plan.xml"
 CONTRACTS_GATE = "contracts"
@@ -144,4 +148,31 @@ class LoopGates:
             failures, result.returncode, files=ctx.new_test_files, expect=item.expect or "fail",
             targets=item.target.names,
         )  # fmt: skip
+        if verdict.ok and (unknown := await self._unknown_fixtures(checkout, subject, ctx.new_test_files)):
+            shown = "; ".join(f"{test} asks for {arg!r}" for test, arg in unknown[:3])
+            verdict = Verdict(False, f"fixtures that nothing defines (the tests would error, not pass, once the code "
+                                     f"exists): {shown}")  # fmt: skip
         return replace(result, status="pass" if verdict.ok else "fail", reason=verdict.reason)
+
+    async def _unknown_fixtures(self, checkout: Path, subject: str, files: Sequence[str]) -> list[tuple[str, str]]:
+        """Arguments of the new tests that no fixture provides (see :func:`._pycheck.unresolved_fixtures`),
+        against the fixtures ``pytest --fixtures`` lists for the checkout without the new files (its
+        plugins and conftest files). Nothing when the listing cannot be read: the check only rejects
+        what it knows."""
+        sources = {f: (checkout / f).read_text("utf-8", "replace") for f in files if (checkout / f).is_file()}
+        if not any(unresolved_fixtures(src, ()) for src in sources.values()):
+            return []  # no test asks for anything beyond its file and its parametrize
+        ignore = [f"--ignore={f}" for f in files]
+        spec = GateSpec(
+            name="tests-plan-fixtures", kind="tests",
+            argv=(self.python, "-m", "pytest", "--fixtures", "-q", "-p", "no:cacheprovider", *ignore,
+                  *[d for d in self.config.tests if (checkout / d).is_dir()]),
+            timeout_s=min(120.0, self.config.gate_timeout_s), memory_mb=4096, env=self.tests_env,
+        )  # fmt: skip
+        listed = await run_gate(spec, checkout, subject=subject, output_cap_bytes=1024 * 1024)
+        known = fixture_names(listed.stdout)
+        if "tmp_path" not in known:
+            log.info("%s: pytest --fixtures listed no fixtures (%s); not checking the tests' arguments",
+                     subject, listed.reason)  # fmt: skip
+            return []
+        return [u for src in sources.values() for u in unresolved_fixtures(src, known)]

@@ -50,6 +50,7 @@ from llama_orch.agents._merge import MergeDecision, MergeQueue
 from llama_orch.agents._modelio import ModelOutputError, call_model
 from llama_orch.agents._plan import WorkItem
 from llama_orch.agents._prompts import PromptBuilder
+from llama_orch.agents._pycheck import salvage, syntax_error
 from llama_orch.agents._runstate import RunState
 from llama_orch.agents._trace_tests import scan_python_test
 from llama_orch.agents._trailers import Trailers
@@ -263,12 +264,31 @@ class ProposalFormat(EditBlocksFormat):
             raise OutputFormatError(str(exc)) from exc
         if not changes.changes:
             raise OutputFormatError("the edit blocks change nothing: the task needs a change")
-        if self.item.kind == "contract":
-            changes = _lenient_json(changes)
+        changes = _lenient_json(changes) if self.item.kind == "contract" else self._salvaged(changes)
         problems = [p for ch in changes.changes if (p := self._problem(ch.path, ch.after))]
         if problems:
             raise OutputFormatError("the change is not allowed:\n" + "\n".join(f"- {p}" for p in problems))
         return changes
+
+    def _salvaged(self, changes: ChangeSet) -> ChangeSet:
+        """Python files cut after their last whole statement when the model wrote on past valid code
+        (:func:`._pycheck.salvage`); a coder's file that is not Python even then is malformed (the
+        model is asked again), a test file is left to the tests-plan gate, which says why."""
+        fixed = []
+        t = self.item.target
+        for ch in changes.changes:
+            if ch.path.endswith(".py"):
+                text = ch.after.decode("utf-8", "replace")
+                need = [t.callable] if self.item.kind == "code" and t.callable and ch.path == t.file else []
+                kept = salvage(text, defines=need, tests=self.item.kind == "test")
+                if kept is not None and kept != text:
+                    log.info("%s: %s cut to its last whole statement that parses", self.item.id, ch.path)
+                    ch = replace(ch, after=kept.encode())
+                elif kept is None and self.item.kind == "code":
+                    error = syntax_error(text) or f"it does not define {', '.join(need)}"
+                    raise OutputFormatError(f"{ch.path} is not valid Python ({error}): write the whole file again")
+            fixed.append(ch)
+        return replace(changes, changes=tuple(fixed))
 
     def _problem(self, path: str, after: bytes) -> str | None:
         p = PurePosixPath(path)
@@ -396,8 +416,9 @@ class ItemRunner:
             builder = PromptBuilder(
                 item.role,
                 self._task(item),
-                ctx_max=min(ctx_max_for(env.capabilities, pool),
-                            (env.config.max_prompt_tokens or 1 << 30) + max_tokens),
+                ctx_max=min(
+                    ctx_max_for(env.capabilities, pool), (env.config.max_prompt_tokens or 1 << 30) + max_tokens
+                ),
                 max_tokens=max_tokens,
                 inputs=self._inputs(item, workspace.path, feedback),
                 files=await asyncio.to_thread(self._files, workspace.path),
