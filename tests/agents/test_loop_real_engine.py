@@ -57,7 +57,7 @@ def test_a_bounded_loop_on_the_embedded_models(tmp_path: Path) -> None:
     repo = Path(summary["demo"]["repository"])
     print(f"\nloop on the embedded models: {summary['demo']['outcome']}; status {summary['status']} "
           f"({summary['reason']}); {summary['model_calls']} model calls, {summary['tokens_spent']} tokens")  # fmt: skip
-    assert summary["status"] in ("done", "budget", "stalled"), summary["reason"]
+    assert summary["status"] in ("done", "stopped", "stalled", "incomplete"), summary["reason"]
     assert summary["model_calls"] > 0
 
     # The budget, as the server counts it.

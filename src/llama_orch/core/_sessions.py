@@ -20,6 +20,8 @@ class Session:
     pool: str | None = None
     replica: str | None = None
     kv_warm: bool = False
+    slot: int | None = None
+    """The engine slot of the last turn on ``replica`` (where its KV cache is), when slots are pinned."""
     budget: Budget | None = None
     in_flight: int = 0
 
@@ -56,13 +58,15 @@ class SessionRegistry:
             session.expires_at = now + self.ttl_s
         return session
 
-    def record_turn(self, session_id: str, now: float, *, pool: str, replica: str, tokens: int) -> None:
-        """A task of the session finished on ``replica``: its KV cache there is warm."""
+    def record_turn(
+        self, session_id: str, now: float, *, pool: str, replica: str, tokens: int, slot: int | None = None
+    ) -> None:
+        """A task of the session finished on ``replica`` (in engine ``slot``): its KV cache there is warm."""
         session = self.touch(session_id, now)
         session.turns += 1
         session.tokens_used += tokens
         session.kv_warm = True
-        session.pool, session.replica = pool, replica
+        session.pool, session.replica, session.slot = pool, replica, slot
 
     def delete(self, session_id: str, now: float) -> bool:
         if self.get(session_id, now) is None:  # expired counts as gone

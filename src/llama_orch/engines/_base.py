@@ -145,6 +145,13 @@ class Engine(abc.ABC):
     _change_hook: ChangeHook | None = None
 
     @property
+    def pinnable_slots(self) -> int | None:
+        """How many engine slots requests may be pinned to (``EngineRequest.slot`` in
+        ``range(pinnable_slots)``), for KV reuse across a session's turns; ``None`` when the engine
+        has no slots to pin or their number is not known for sure."""
+        return None
+
+    @property
     def state(self) -> EngineState:
         """The engine's state; engines with no life of their own are always ready."""
         return EngineState.ready

@@ -98,8 +98,14 @@ class LlamaCppEngine(HTTPEngine):
             api_key_env=api_key_env,
         )
         self.embeddings = embeddings
+        self._props_slots: int | None = None
         workloads = TEXT_WORKLOADS | {Workload.embedding} if embeddings else TEXT_WORKLOADS
         self._info = replace(self._info, workloads=workloads)
+
+    @property
+    def pinnable_slots(self) -> int | None:
+        """The server's ``total_slots`` once ``GET /props`` said it (:meth:`fetch_info`)."""
+        return self._props_slots
 
     async def health(self) -> bool:
         return await self.probe(f"{self.base_url}/health")
@@ -120,6 +126,7 @@ class LlamaCppEngine(HTTPEngine):
             info = replace(info, ctx_max=settings["n_ctx"])
         if isinstance(props.get("total_slots"), int):
             info = replace(info, slots=props["total_slots"])
+            self._props_slots = props["total_slots"]
         if isinstance(props.get("build_info"), str):
             info = replace(info, version=props["build_info"])
         self._info = info

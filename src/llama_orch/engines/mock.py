@@ -260,6 +260,10 @@ class MockEngine(Engine):
     async def health(self) -> bool:
         return True
 
+    @property
+    def pinnable_slots(self) -> int | None:
+        return self.settings.slots
+
     def describe(self) -> EngineInfo:
         return EngineInfo(
             engine="mock",

@@ -163,6 +163,11 @@ class ManagedLlamaCpp(Engine):
     def describe(self) -> EngineInfo:
         return self._info
 
+    @property
+    def pinnable_slots(self) -> int | None:
+        """The ``--parallel`` its llama-server runs with."""
+        return self._info.slots
+
     async def embed(self, inputs: Sequence[str]) -> Embeddings:
         supervisor = self.supervisor
         engine = supervisor.engine if supervisor is not None else None

@@ -378,7 +378,12 @@ class Orchestrator:
             session.budget.settle(record.task_id, record.tokens_out, record.tokens_out * price)
         if record.replica_id is not None and record.tokens_out:
             self.sessions.record_turn(
-                session.session_id, now, pool=record.pool_id, replica=record.replica_id, tokens=record.tokens_out
+                session.session_id,
+                now,
+                pool=record.pool_id,
+                replica=record.replica_id,
+                tokens=record.tokens_out,
+                slot=record.slot,
             )
         self._session_changed(session)
         self._mark_settled(record)

@@ -432,10 +432,10 @@ class Pool:
             head = self.queue.peek()
             assert head is not None
             record = head[1]
-            session_replica = None
-            if record.request.session_id is not None:
+            session = None
+            if record.request.session_id is not None and _reuses_kv(record):
                 session = self._session_of(record.request.session_id)
-                session_replica = session.replica if session is not None else None
+            session_replica = session.replica if session is not None else None
             replica = self.dispatcher.pick(self.replicas, record, session_replica)
             if replica is None:
                 return
@@ -453,6 +453,19 @@ class Pool:
                 self._on_finished(record)
                 continue
             self.dispatcher.claim(replica, record)
+            warm_here = session is not None and session.kv_warm and session.replica == replica.replica_id
+            record.slot = replica.pin_slot(record.task_id, session.slot if session is not None and warm_here else None)
+            # Warm: the replica, and (where slots are pinned) the very slot, of the session's last turn.
+            record.kv_warm = bool(
+                warm_here and session is not None and (record.slot is None or record.slot == session.slot)
+            )
+            if session is not None and session.kv_warm and not record.kv_warm:
+                log.info(
+                    "task %s: session %s's KV cache is on %s slot %s, which is %s; running cold on %s slot %s",
+                    record.task_id, session.session_id, session.replica, session.slot,
+                    "busy" if warm_here else "not available", replica.replica_id, record.slot,
+                    extra={"task_id": record.task_id, "narration": "kv cache cold"},
+                )  # fmt: skip
             record.state = TaskState.running
             record.started_at = now
             record.replica_id = replica.replica_id
@@ -467,7 +480,7 @@ class Pool:
         if record.predicted_start_ms is not None:
             self.start_errors.record(record.predicted_start_ms, waited_ms)
         session = self._session_of(req.session_id) if req.session_id else None
-        kv_warm = bool(session and session.kv_warm and session.replica == replica.replica_id)
+        kv_warm = record.kv_warm
         budget = session.budget if session is not None else None
         record.emit(
             "started",
@@ -494,6 +507,8 @@ class Pool:
             top_k=profile.top_k,
             messages=_chat_messages(req),
             stop=tuple(req.stop or ()),
+            slot=record.slot,
+            cache_prompt=_reuses_kv(record),
             report=StreamReport(),
         )
         stream = replica.engine.stream(engine_req)
@@ -641,3 +656,10 @@ def _chat_messages(req: TaskRequest) -> tuple[ChatMessage, ...] | None:
 
 
 __all__ = ["Pool"]
+
+
+def _reuses_kv(record: TaskRecord) -> bool:
+    """Whether the task may use (and goes where it finds) its session's KV cache: yes unless its
+    ``kv_hint`` says ``cold``."""
+    hint = record.request.kv_hint
+    return hint is None or hint.mode == "reuse"

@@ -40,6 +40,23 @@ class Replica:
     """The latest readings of its devices (GPU inventory, or a remote host's heartbeat)."""
     host: str | None = None
     """The pool-managerd host of a registered remote replica; None for local ones."""
+    slot_of: dict[str, int] = field(default_factory=dict)
+    """Task id -> the engine slot it is pinned to (engines with :attr:`Engine.pinnable_slots`)."""
+
+    def pin_slot(self, task_id: str, wanted: int | None) -> int | None:
+        """Pin ``task_id`` to an engine slot: ``wanted`` when it is free, else the lowest free one;
+        ``None`` when the engine cannot pin or every pinnable slot is taken."""
+        count = self.engine.pinnable_slots
+        if count is None:
+            return None
+        taken = set(self.slot_of.values())
+        if wanted is not None and 0 <= wanted < count and wanted not in taken:
+            slot: int | None = wanted
+        else:
+            slot = next((i for i in range(count) if i not in taken), None)
+        if slot is not None:
+            self.slot_of[task_id] = slot
+        return slot
 
     @property
     def vram_free_bytes(self) -> int | None:
@@ -162,6 +179,7 @@ class ReplicaSet:
 
     def _free(self, replica: Replica, task_id: str) -> bool:
         """Free the slot; True when ``replica`` is retired and now idle (its engine should close)."""
+        replica.slot_of.pop(task_id, None)
         if replica.running.pop(task_id, None) is None:
             return False
         replica.active -= 1

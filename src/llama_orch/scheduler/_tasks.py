@@ -52,6 +52,7 @@ class TaskRecord:
         "first_token_at",
         "frames",
         "journal",
+        "kv_warm",
         "last_read",
         "persisted",
         "persisted_state",
@@ -64,6 +65,7 @@ class TaskRecord:
         "request",
         "seq",
         "settled",
+        "slot",
         "started_at",
         "state",
         "task_id",
@@ -90,6 +92,10 @@ class TaskRecord:
         self.first_token_at: float | None = None
         self.finished_at: float | None = None
         self.replica_id: str | None = None
+        self.slot: int | None = None
+        """The engine slot it decodes in, when the engine's slots are pinned (KV reuse)."""
+        self.kv_warm = False
+        """It runs where its session's previous turn left the KV cache (same replica and slot)."""
         self.state = TaskState.queued
         self.tokens_out = 0
         self.frames: list[bytes] = []
