@@ -23,6 +23,7 @@ from llama_orch.engines.mock import MockSettings
 from llama_orch.pools import EMBEDDED_MODEL_REF, cpu_inventory
 from llama_orch.pools._managerd import HostReplica, Managerd, ManagerdConfig, managed_pool, parse_args
 from llama_orch.pools._managerd import main as managerd_main
+from llama_orch.pools._provision import EngineBinary, place
 from llama_orch.server.config import OrchestratorConfig, PoolConfig
 from tests._engine import SMOLLM2_REF
 from tests.conftest import Serve, read_stream
@@ -175,6 +176,9 @@ def test_llamacpp_arguments() -> None:
         512,
         512,
     )
+    # The mask is what the replicas see: their llama-servers' CUDA_VISIBLE_DEVICES.
+    cuda = EngineBinary(Path("/opt/llama-server"), "binary /opt/llama-server", "llama.cpp 1", "cuda")
+    assert place(pool, [0, 1, 2], cuda).env == {"CUDA_VISIBLE_DEVICES": "0,1"}
     assert managed_pool(parse_args(["--engine", "llamacpp"])).provision == "source"
     assert parse_args(["--engine", "llamacpp", "--model-ref", SMOLLM2_REF]).model_ref == SMOLLM2_REF
     assert parse_args(["--engine", "llamacpp", "--model-ref", "models/x.gguf"]).model_ref == "models/x.gguf"

@@ -398,16 +398,16 @@ class Managerd:
             resp.raise_for_status()
         ack = RegistrationAck.model_validate_json(text)
         self._forget()
-        for replica, registered in zip(listed, ack.replicas, strict=True):
-            replica.replica_id = registered.id
-            replica.registered_endpoint = replica.endpoint
+        for replica, sent, registered in zip(listed, body.replicas, ack.replicas, strict=True):
+            # What was sent: an engine restarted meanwhile is registered again at its new endpoint.
+            replica.replica_id, replica.registered_endpoint = registered.id, sent.endpoint
         self.interval_s = ack.heartbeat_interval_s
         log.info(
             "registered %d replica(s) with %s (heartbeat every %g s): %s",
             len(ack.replicas),
             config.orchestrator,
             ack.heartbeat_interval_s,
-            ", ".join(f"{r.replica_id} at {r.endpoint}" for r in listed),
+            ", ".join(f"{r.replica_id} at {r.registered_endpoint}" for r in listed),
             extra={"narration": "host joined"},
         )
         self.write_status()
