@@ -1,7 +1,14 @@
-"""Two pool-managerd processes on loopback, each serving a mock engine over HTTP, registered with one
+"""pool-managerd (``pools/_managerd.py``).
+
+Two pool-managerd processes on loopback, each serving a mock engine over HTTP, registered with one
 orchestratord: tasks spread over both; one is killed (SIGKILL, by pid) mid-stream — its running task
 ends with WORKER_RESET, its replica leaves placement after the heartbeat timeout, and tasks still
-succeed on the other; the survivor withdraws its replica when stopped with SIGTERM."""
+succeed on the other; the survivor withdraws its replica when stopped with SIGTERM.
+
+``--engine llamacpp`` without a real engine: its flags and their errors, the setup failures that exit
+with status 2, and registration following a stand-in supervisor (the real llama-servers are in
+``test_managerd_real_engine.py``).
+"""
 
 from __future__ import annotations
 
@@ -28,8 +35,6 @@ from llama_orch.server.config import OrchestratorConfig, PoolConfig
 from tests._engine import SMOLLM2_REF
 from tests.conftest import Serve, read_stream
 from tests.server.test_app import submit
-
-pytestmark = pytest.mark.subprocess
 
 
 @pytest.fixture
@@ -68,6 +73,7 @@ def started_replica(events: list[Any]) -> str:
     return str(next(e.data["replica"] for e in events if e.event == "started"))
 
 
+@pytest.mark.subprocess
 async def test_two_hosts_spread_and_survive_a_killed_one(
     serve: Serve, http: aiohttp.ClientSession, processes: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
