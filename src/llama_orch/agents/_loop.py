@@ -424,7 +424,7 @@ class LoopRun:
     ) -> dict[str, str]:
         """After a crash: cancel orphaned tasks, remove stale worktrees, find undecided candidates."""
         started = [e["task_id"] for e in events if e.get("event") == "call-started"]
-        ended = {e["task_id"] for e in events if e.get("event") in ("call-finished", "call-cancelled")}
+        ended = {e["task_id"] for e in events if e.get("event") in ("call-finished", "call-cancelled", "call-failed")}
         orphans = [t for t in started if t not in ended]
         if orphans:
             cancelled = await model.cancel_orphans(orphans)

@@ -34,7 +34,7 @@ from pydantic import JsonValue
 from llama_orch.agents._artifacts_client import AgentArtifacts
 from llama_orch.agents._modelio import Completion, CompletionFn, CompletionRequest
 from llama_orch.agents._redact import redact_secrets
-from llama_orch.client import AsyncClient, BudgetExceededError, LlamaOrchError, NotFoundError
+from llama_orch.client import APIError, AsyncClient, BudgetExceededError, LlamaOrchError, NotFoundError
 from llama_orch_api import BudgetSpec, Capabilities, EndEvent, StartedEvent, TokenEvent
 
 __all__ = ["BudgetSpent", "CallContext", "LoopModel", "RunBudget"]
@@ -280,9 +280,14 @@ class LoopModel:
                         await self._cancel_on_server(task_id)
                         end = EndEvent(tokens_out=len(tokens), decode_time_ms=0, finish_reason="stop")
             except BudgetExceededError as exc:
+                self._record("call-failed", task_id=task_id, item=ctx.item_id, code=str(exc.code), message=exc.message)
                 raise BudgetSpent("server", f"orchestratord refused the call: {exc.message}") from exc
             except asyncio.CancelledError:
                 await self._cancel_on_server(task_id)
+                raise
+            except LlamaOrchError as exc:  # the task ended with an error event, the backend refused it, or is gone
+                code = exc.code if isinstance(exc, APIError) else type(exc).__name__
+                self._record("call-failed", task_id=task_id, item=ctx.item_id, code=code, message=str(exc)[:500])
                 raise
         finally:
             self.in_flight.discard(task_id)
