@@ -127,10 +127,13 @@ async def test_embeddings_float_and_the_sdks_default_base64(front: Any) -> None:
 
 
 async def test_embeddings_of_a_pool_without_them_are_400(front: Any) -> None:
-    _, client = await front(fast_config(mock=FAST))  # workloads: completion, chat
+    base, client = await front(fast_config(mock=FAST))  # workloads: completion, chat
     with pytest.raises(openai.BadRequestError) as info:
         await client.embeddings.create(model=MODEL, input="x")
     assert info.value.code == "WORKLOAD_UNSUPPORTED"
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/v1/capabilities") as resp:
+        (pool,) = (await resp.json())["pools"]
+    assert pool["features"]["embeddings"] is False and "embedding" not in pool["workloads"]
 
 
 async def test_bad_requests_raise_the_sdks_exceptions(front: Any) -> None:
