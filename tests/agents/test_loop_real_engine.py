@@ -20,6 +20,7 @@ property of the models, not of the loop.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -28,9 +29,10 @@ from pathlib import Path
 import pytest
 
 from llama_orch.agents._contract_check import check_contract, files
+from llama_orch.agents._gates import run_gate
 from llama_orch.agents._loop_config import load_loop_config
-from llama_orch.agents._planner import citations_by_node
-from llama_orch.agents._verdict import judge_tests, read_junit
+from llama_orch.agents._planner import citations_by_node, read_failures
+from llama_orch.agents._verdict import judge_tests
 from tests._engine import gemma_model, smollm2_model
 from tests.cli.conftest import CLI, clean_env
 
@@ -90,15 +92,17 @@ def test_a_bounded_loop_on_the_embedded_models(tmp_path: Path) -> None:
     git(repo, "worktree", "add", "--quiet", "--detach", str(check), summary["integration_branch"])
     problems = [(f, p) for f in files([check / d for d in config.contracts]) for p in check_contract(f)]
     assert not problems
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml=junit.xml"], cwd=check,
-        env={**clean_env(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert tests.returncode in (0, 1, 5), tests.stdout[-3000:]
-    failures = read_junit((check / "junit.xml").read_bytes(), check) if (check / "junit.xml").is_file() else []
+    results = {}
+    for spec in config.gate_specs(sys.executable):  # the repository's gates, as the loop runs them
+        result = asyncio.run(run_gate(spec, check, subject="integration"))
+        assert result.returncode is not None, result.reason  # it ran to its end (not timed out or killed)
+        results[spec.name] = (spec, result)
+    spec, tests = results["tests"]
+    failures = read_failures(tests, spec, check)
     states = summary["item_states"]
     requirements = sorted({item.split(":", 1)[1] for item in states})
     still_open = [r for r in requirements if states.get(f"code:{r}") != "merged"]
     verdict = judge_tests(failures, citations_by_node(check, config, requirements), still_open)
     assert verdict.ok, f"{verdict.reason}\n{tests.stdout[-3000:]}"
+    assert all(r.status == "pass" for name, (_, r) in results.items() if name != "tests"), results
     git(repo, "worktree", "remove", "--force", str(check))
