@@ -54,6 +54,9 @@ def test_salvage_keeps_the_whole_statements_that_parse() -> None:
         "import pytest\n\ndef test_a():\n    assert 1\n"
     )
     assert salvage("import pytest\n\ndef test_b(:\n", tests=True) is None
+    # A file name written after the code parses (as a division) and does nothing: it goes.
+    assert salvage("def f(t):\n    return t\n\nsrc/tinykit/words.py\n", defines=["f"]) == "def f(t):\n    return t\n"
+    assert salvage("x = 1\nprint(x)\n") == "x = 1\nprint(x)\n"  # a call is not noise
     # An indented continuation or a closing bracket is never a cut point.
     assert salvage("x = [\n1,\n]\ny = (\n", defines=["x"]) == "x = [\n1,\n]\n"
 
@@ -79,7 +82,7 @@ def test_unresolved_fixtures() -> None:
     assert unresolved_fixtures("def test_tiny_0004(test_tiny_0004):\n    pass\n", known) == [
         ("test_tiny_0004", "test_tiny_0004")
     ]
-    resolved = '''import pytest
+    resolved = """import pytest
 from hypothesis import given, strategies as st
 
 @pytest.fixture
@@ -104,7 +107,7 @@ def test_default(x=3):
 class TestWords:
     def test_method(self, capsys, words):
         pass
-'''
+"""
     assert unresolved_fixtures(resolved, known) == [("test_method", "words")]
     assert unresolved_fixtures("def test_x(:\n", known) == []  # not Python: the gates say why
 

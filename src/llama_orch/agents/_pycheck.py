@@ -75,7 +75,7 @@ def salvage(text: str, *, defines: Collection[str] = (), tests: bool = False) ->
         return not tests or any(n.startswith("test") for n in names)
 
     if good(text):
-        return text
+        return _without_trailing_noise(text)
     lines = text.splitlines(keepends=True)
     # A decorator belongs to the statement after it: cut before the decorators, not between.
     for i in reversed(_statement_starts(lines)):
@@ -84,8 +84,30 @@ def salvage(text: str, *, defines: Collection[str] = (), tests: bool = False) ->
             j -= 1
         candidate = "".join(lines[:j]).rstrip() + "\n"
         if good(candidate):
-            return candidate
+            return _without_trailing_noise(candidate)
     return None
+
+
+def _without_trailing_noise(text: str) -> str:
+    """``text`` without the bare expressions at its end that do nothing (a file name the model wrote
+    after the code, ``src/pkg/mod.py``, parses as a division): calls, docstrings and ``...`` stay."""
+    tree = ast.parse(text)
+    body = tree.body
+    end = len(body)
+    while end > 1 and isinstance(body[end - 1], ast.Expr) and _noise(body[end - 1]):
+        end -= 1
+    if end == len(body):
+        return text
+    lines = text.splitlines(keepends=True)
+    last = body[end - 1].end_lineno or len(lines)
+    return "".join(lines[:last]).rstrip() + "\n"
+
+
+def _noise(node: ast.stmt) -> bool:
+    value = node.value if isinstance(node, ast.Expr) else None
+    if value is None or isinstance(value, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom)):
+        return False
+    return not (isinstance(value, ast.Constant) and (isinstance(value.value, str) or value.value is Ellipsis))
 
 
 # -- fixtures -------------------------------------------------------------------------------------------
