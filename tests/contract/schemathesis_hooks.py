@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import schemathesis
+from schemathesis.checks import CHECKS
 from schemathesis.generation.meta import REQUEST_SHAPE_PROBES, coverage_scenario
 
 REFUSALS = "x-llorch-refusals"
@@ -52,7 +53,6 @@ def refusal_problem(operation: Mapping[str, Any], status: int, body: bytes | str
     )
 
 
-@schemathesis.check
 def refusals_are_documented(ctx: Any, response: Any, case: Any) -> bool | None:
     """A schema-valid request is refused only as its operation's ``x-llorch-refusals`` says."""
     meta = case.meta
@@ -67,3 +67,10 @@ def refusals_are_documented(ctx: Any, response: Any, case: Any) -> bool | None:
     if problem is not None:
         raise AssertionError(problem)
     return None
+
+
+# Registered once per process: schemathesis executes this file for schemathesis.toml (as its own
+# module) and the project's tests import it as tests.contract.schemathesis_hooks; the same check
+# from both would otherwise be refused as a second check of that name.
+if refusals_are_documented.__name__ not in CHECKS.get_all_names():
+    schemathesis.check(refusals_are_documented)

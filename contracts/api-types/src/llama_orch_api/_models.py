@@ -160,8 +160,9 @@ class TaskRequest(_Request):
     """``POST /v1/tasks`` body (OC-CLI-2001)."""
 
     # Rules the server enforces, said in JSON Schema too so that a client or a fuzzer reading the
-    # schema knows them: exactly one of prompt/inputs (the validator below), and a budget only with
-    # a session (refused by the orchestrator with the session's own message).
+    # schema knows them: exactly one of prompt/inputs/messages, messages only with workload chat
+    # (the validator below), and a budget only with a session (refused by the orchestrator with
+    # the session's own message).
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -169,6 +170,13 @@ class TaskRequest(_Request):
                 {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
                 {"required": ["inputs"], "properties": {"inputs": {"type": "array"}}},
                 {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
+            ],
+            # messages are a chat task's input: refused with any other workload (the validator)
+            "allOf": [
+                {
+                    "if": {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
+                    "then": {"required": ["workload"], "properties": {"workload": {"const": "chat"}}},
+                }
             ],
             "if": {"required": ["budget"], "properties": {"budget": {"type": "object"}}},
             "then": {"required": ["session_id"], "properties": {"session_id": {"type": "string"}}},
