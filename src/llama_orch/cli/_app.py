@@ -94,7 +94,18 @@ def main_options(
 
 
 def _register() -> None:
-    from llama_orch.cli import _artifacts, _catalog, _demo, _loop, _pools, _serve, _sessions, _status, _submit
+    from llama_orch.cli import (
+        _artifacts,
+        _catalog,
+        _contract,
+        _demo,
+        _loop,
+        _pools,
+        _serve,
+        _sessions,
+        _status,
+        _submit,
+    )
 
     app.command("serve", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_serve.serve)
     app.command("status")(_status.status)
@@ -105,6 +116,7 @@ def _register() -> None:
     app.add_typer(_pools.app, name="pools")
     app.add_typer(_artifacts.app, name="artifacts")
     app.command("plan")(_loop.plan)
+    _loop.contract_app.command("verify")(_contract.verify)
     app.add_typer(_loop.contract_app, name="contract")
     app.add_typer(_loop.tests_app, name="tests")
     app.add_typer(_loop.impl_app, name="impl")

@@ -1,0 +1,202 @@
+"""``llama-orch contract verify``: the committed Pact against a live orchestratord on loopback.
+
+A fresh orchestratord (EmbeddedOrchestratord, the configuration the provider tests use for
+interactions without a state) passes every interaction it can be put in the state for; the rest
+are skipped, named by their state. A tampered pact and a drifted server fail with the mismatch,
+and an unreachable server or an unusable pact file exit 2.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from llama_orch.bdd._server import EmbeddedOrchestratord
+from llama_orch.cli import ExitCode
+from llama_orch.cli._contract import API_STATES, PLAN_CONTENT, PLAN_TAGS, default_pact
+from tests.cli.conftest import Cli
+from tests.conftest import free_port
+from tests.contract import _pact as consumer
+from tests.contract._provider_states import FAST
+
+pytestmark = pytest.mark.subprocess
+
+PACT = json.loads(consumer.PACT_FILE.read_text())
+
+
+def _state(interaction: dict[str, Any]) -> str:
+    return str((interaction.get("providerStates") or [{}])[0].get("name", ""))
+
+
+RUNNABLE = sorted(i["description"] for i in PACT["interactions"] if not _state(i) or _state(i) in API_STATES)
+SKIPPED = {i["description"]: _state(i) for i in PACT["interactions"] if _state(i) and _state(i) not in API_STATES}
+
+
+@pytest.fixture
+def orchestratord(tmp_path: Path) -> Iterator[str]:
+    config = tmp_path / "orchestratord.yaml"
+    config.write_text(yaml.safe_dump(FAST))
+    with EmbeddedOrchestratord(config) as server:
+        yield server.base_url
+
+
+def _write(tmp_path: Path, pact: dict[str, Any]) -> Path:
+    path = tmp_path / "pact.json"
+    path.write_text(json.dumps(pact))
+    return path
+
+
+def _by_description(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {i["description"]: i for i in report["interactions"]}
+
+
+def test_the_default_pact_is_the_committed_one() -> None:
+    assert default_pact().resolve() == consumer.PACT_FILE.resolve()
+
+
+def test_the_states_it_sets_up_are_the_consumers() -> None:
+    states = {_state(i) for i in PACT["interactions"]}
+    assert set(API_STATES) <= states
+    assert set(API_STATES) == {consumer.TASK_FINISHED, consumer.SESSION_EXISTS, consumer.PLAN_STORED}
+    assert (PLAN_CONTENT, PLAN_TAGS) == (consumer.PLAN_CONTENT, consumer.PLAN_TAGS)
+
+
+def test_a_fresh_orchestratord_honours_the_pact(cli: Cli, orchestratord: str) -> None:
+    result = cli(orchestratord, "contract", "verify", "--json")
+    assert result.exit_code == ExitCode.OK, result.stdout + result.stderr
+    report = result.json()
+    assert (report["consumer"], report["provider"]) == (consumer.CONSUMER, consumer.PROVIDER)
+    results = _by_description(report)
+    assert sorted(d for d, r in results.items() if r["result"] == "passed") == RUNNABLE
+    skipped = {d: r for d, r in results.items() if r["result"] == "skipped"}
+    assert {d: r["provider_state"] for d, r in skipped.items()} == SKIPPED
+    assert all(r["reason"] == f"needs provider state {r['provider_state']!r}" for r in skipped.values())
+    assert (report["passed"], report["failed"], report["skipped"]) == (len(RUNNABLE), 0, len(SKIPPED))
+
+
+def test_the_text_report_names_each_interaction(cli: Cli, orchestratord: str) -> None:
+    result = cli(orchestratord, "contract", "verify")
+    assert result.exit_code == ExitCode.OK, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "PASS a request for the capabilities" in lines
+    assert "SKIP a task submission while the queue is full  (skipped: needs provider state " \
+           "'the queue of pool default is full')" in lines  # fmt: skip
+    assert lines[-1] == f"{len(RUNNABLE)} passed, 0 failed, {len(SKIPPED)} skipped"
+
+
+def test_a_tampered_pact_fails_with_the_mismatch(cli: Cli, orchestratord: str, tmp_path: Path) -> None:
+    pact = copy.deepcopy(PACT)
+    for interaction in pact["interactions"]:
+        if interaction["description"] == "a task submission":
+            # The consumer now expects a queue position of exactly 5, and a header nobody sends.
+            del interaction["response"]["matchingRules"]["body"]["$.queue_position"]
+            interaction["response"]["body"]["queue_position"] = 5
+            interaction["response"]["headers"]["X-Tampered"] = "yes"
+    result = cli(orchestratord, "contract", "verify", "--pact", str(_write(tmp_path, pact)), "--json")
+    assert result.exit_code == ExitCode.FAILURE, result.stdout + result.stderr
+    report = result.json()
+    failed = {d: r for d, r in _by_description(report).items() if r["result"] == "failed"}
+    assert list(failed) == ["a task submission"], failed
+    assert failed["a task submission"]["mismatches"] == [
+        "header X-Tampered: missing (expected 'yes')",
+        "$.queue_position: expected 5, got 0",
+    ]
+    assert report["passed"] == len(RUNNABLE) - 1
+
+
+@pytest.fixture
+async def drifted_server() -> AsyncIterator[str]:
+    """A provider that drifted (the same as the reference verifier's test, test_provider_verify.py):
+    tokens before `started` in a stream, and an admission whose queue position is a string."""
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        response.headers["X-Correlation-Id"] = request.headers.get("X-Correlation-Id", "x")
+        await response.prepare(request)
+        await response.write(b'id: 1\nevent: token\ndata: {"t":"a","i":0}\n\n')
+        await response.write(b'id: 2\nevent: started\ndata: {"task_id":"t-1"}\n\n')
+        await response.write(b'id: 3\nevent: end\ndata: {"tokens_out":1,"decode_time_ms":0}\n\n')
+        await response.write_eof()
+        return response
+
+    async def create(request: web.Request) -> web.Response:
+        body = {"task_id": "t", "pool": "default", "queue_position": "0", "predicted_start_ms": 0,
+                "backoff_ms": 0, "stream_url": "/v1/tasks/t/stream"}  # fmt: skip
+        headers = {"X-Correlation-Id": request.headers.get("X-Correlation-Id", "x"), "Location": body["stream_url"],
+                   "X-Backoff-Ms": "0"}  # fmt: skip
+        return web.json_response(body, status=202, headers=headers)
+
+    async def capabilities(request: web.Request) -> web.Response:
+        return web.json_response({"api_version": "0.1.0"})
+
+    app = web.Application()
+    app.router.add_get("/v1/tasks/{task_id}/stream", stream)
+    app.router.add_post("/v1/tasks", create)
+    app.router.add_get("/v1/capabilities", capabilities)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_a_drifted_server_fails_where_the_reference_verifier_does(
+    cli: Cli, drifted_server: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    wanted = ("a task submission", "a request for the event stream of task t-1")
+    pact = copy.deepcopy(PACT)
+    pact["interactions"] = [i for i in pact["interactions"] if i["description"] in wanted]
+    for interaction in pact["interactions"]:
+        interaction.pop("providerStates", None)  # the stream of t-1 without setting it up
+    path = _write(tmp_path, pact)
+    # The CLI runs in a thread: the drifted server answers on this test's event loop.
+    result = await asyncio.to_thread(cli, drifted_server, "contract", "verify", "--pact", str(path), "--json")
+    assert result.exit_code == ExitCode.FAILURE, result.stdout + result.stderr
+    results = _by_description(result.json())
+    assert results["a task submission"]["mismatches"] == ['$.queue_position: expected an integer, got "0"']
+    [stream_mismatch] = results["a request for the event stream of task t-1"]["mismatches"]
+    assert stream_mismatch.startswith("$: expected a value matching /"), stream_mismatch
+
+
+def test_an_unreachable_server_exits_2(cli: Cli) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = cli(url, "contract", "verify")
+    assert result.exit_code == ExitCode.USAGE == 2
+    assert f"cannot reach orchestratord at {url}" in result.stderr
+    as_json = cli(url, "--json", "contract", "verify")
+    assert as_json.exit_code == 2 and as_json.stdout == ""
+    error = json.loads(as_json.stderr)["error"]
+    assert error["exit_code"] == 2 and "cannot reach orchestratord" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (None, "does not exist"),
+        ("{not json", "is not JSON"),
+        ('{"consumer": {"name": "x"}}', "has no 'interactions' list"),
+        (
+            '{"interactions": [{"description": "d", "request": {"method": "GET"}, "response": {"status": 200}}]}',
+            "no request path",
+        ),
+        ('{"interactions": [], "metadata": {"pactSpecification": {"version": "4.0"}}}', "only v1-v3"),
+    ],
+)
+def test_an_unusable_pact_file_exits_2(cli: Cli, tmp_path: Path, content: str | None, said: str) -> None:
+    path = tmp_path / "pact.json"
+    if content is not None:
+        path.write_text(content)
+    # Checked before the server is: no server is needed to be told the file is wrong.
+    result = cli(f"http://127.0.0.1:{free_port()}", "contract", "verify", "--pact", str(path))
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert said in result.stderr, result.stderr
