@@ -3,13 +3,17 @@
 A fresh orchestratord (EmbeddedOrchestratord, the configuration the provider tests use for
 interactions without a state) passes every interaction it can be put in the state for; the rest
 are skipped, named by their state. A tampered pact and a drifted server fail with the mismatch,
-and an unreachable server or an unusable pact file exit 2.
+and an unreachable server or an unusable pact file exit 2. And its verdicts are the Pact reference
+verifier's (pact-python's FFI), interaction by interaction, on the committed pact and on copies
+changed in ways that must fail and ways that must not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -200,3 +204,113 @@ def test_an_unusable_pact_file_exits_2(cli: Cli, tmp_path: Path, content: str | 
     result = cli(f"http://127.0.0.1:{free_port()}", "contract", "verify", "--pact", str(path))
     assert result.exit_code == 2, result.stdout + result.stderr
     assert said in result.stderr, result.stderr
+
+
+# -- the same verdicts as the Pact reference verifier ------------------------------------------------------
+
+# Interactions without a state that change nothing a second run would see (no catalog entry, no
+# artifact): both verifiers replay them, pact after pact, against one server.
+READ_ONLY = [
+    "a cancel request for an unknown task",
+    "a request for an unknown session",
+    "a request for the capabilities",
+    "a request for the event stream of an unknown task",
+    "a request for the replica sets",
+    "a task submission",
+    "a task submission over its session budget",
+    "a task submission pinned to an unknown pool",
+    "a task submission with an unknown sampler profile",
+]
+
+
+def _interaction(pact: dict[str, Any], description: str) -> dict[str, Any]:
+    return next(i for i in pact["interactions"] if i["description"] == description)
+
+
+def _no_rule(response: dict[str, Any], path: str) -> None:
+    del response["matchingRules"]["body"][path]
+
+
+def _mutate(name: str, pact: dict[str, Any]) -> None:
+    caps = _interaction(pact, "a request for the capabilities")["response"]
+    sets = _interaction(pact, "a request for the replica sets")["response"]
+    task = _interaction(pact, "a task submission")["response"]
+    unknown = _interaction(pact, "a cancel request for an unknown task")["response"]
+    if name == "as committed":
+        return
+    if name == "api_version regex changed":
+        caps["matchingRules"]["body"]["$.api_version"]["matchers"][0]["regex"] = "^9\\."
+    elif name == "a value under a type rule changed":
+        sets["body"]["replicasets"][0]["engine"] = "vllm"
+        sets["body"]["replicasets"][0]["replicas"][0]["slots_total"] = 64
+    elif name == "a value without a rule changed":
+        del sets["matchingRules"]["body"]["$.replicasets"]
+        sets["body"]["replicasets"][0]["queue_capacity"] = 999
+    elif name == "an exact integer":
+        _no_rule(task, "$.queue_position")
+        task["body"]["queue_position"] = 5
+    elif name == "a type where a number is":
+        task["body"]["backoff_ms"] = "0"
+        task["matchingRules"]["body"]["$.backoff_ms"] = {"combine": "AND", "matchers": [{"match": "type"}]}
+    elif name == "a message under a type rule":
+        unknown["body"]["message"] = "something else entirely"
+    elif name == "a missing key":
+        unknown["body"]["extra_key"] = "x"
+    elif name == "a header nobody sends":
+        unknown["headers"]["X-Tampered"] = "yes"
+    elif name == "another status":
+        unknown["status"] = 410
+    else:  # pragma: no cover
+        raise AssertionError(name)
+
+
+MUTATIONS = [
+    "as committed",
+    "api_version regex changed",
+    "a value under a type rule changed",
+    "a value without a rule changed",
+    "an exact integer",
+    "a type where a number is",
+    "a message under a type rule",
+    "a missing key",
+    "a header nobody sends",
+    "another status",
+]
+
+
+@pytest.fixture(scope="module")
+def shared_orchestratord(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    config = tmp_path_factory.mktemp("shared") / "orchestratord.yaml"
+    config.write_text(yaml.safe_dump(FAST))
+    with EmbeddedOrchestratord(config) as server:
+        yield server.base_url
+
+
+def _reference_verdicts(base_url: str, path: Path) -> dict[str, str]:
+    os.environ.setdefault("PACT_DO_NOT_TRACK", "true")  # the FFI reports usage over the network otherwise
+    from pact import Verifier
+
+    verifier = Verifier(consumer.PROVIDER, host="127.0.0.1").add_transport(url=base_url).add_source(path)
+    with contextlib.suppress(RuntimeError):  # raised on any failure; the results say which
+        verifier.verify()
+    results = verifier.results["interactionResults"]
+    return {r["description"]: "passed" if r["result"] == "OK" else "failed" for r in results}
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS)
+def test_the_verdicts_are_the_reference_verifiers(
+    cli: Cli, shared_orchestratord: str, tmp_path: Path, mutation: str
+) -> None:
+    pact = copy.deepcopy(PACT)
+    pact["interactions"] = [i for i in pact["interactions"] if i["description"] in READ_ONLY]
+    _mutate(mutation, pact)
+    path = _write(tmp_path, pact)
+    reference = _reference_verdicts(shared_orchestratord, path)
+    result = cli(shared_orchestratord, "contract", "verify", "--pact", str(path), "--json")
+    ours = {d: r["result"] for d, r in _by_description(result.json()).items()}
+    assert ours == reference, result.stdout
+    assert sorted(ours) == sorted(READ_ONLY)
+    failed = sorted(d for d, r in ours.items() if r == "failed")
+    assert result.exit_code == (ExitCode.FAILURE if failed else ExitCode.OK)
+    should_pass = mutation in ("as committed", "a value under a type rule changed", "a message under a type rule")
+    assert (not failed) == should_pass, failed
