@@ -22,6 +22,7 @@ stateful scenarios and steps, all derandomized. The totals are printed at the en
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,8 @@ pytestmark = pytest.mark.subprocess
 def load_schema(name: str) -> schemathesis.BaseSchema:
     """``contracts/openapi/<name>`` configured as ``st run --checks all --phases <all four>`` from
     the repository root would configure it (loading schemathesis.toml loads its hooks)."""
-    config = SchemathesisConfig.from_path(SCHEMATHESIS_TOML)
+    with contextlib.chdir(ROOT):  # its `hooks` path is relative to the repository root, as for `st run`
+        config = SchemathesisConfig.from_path(SCHEMATHESIS_TOML)
     config.update(seed=SEED, max_failures=None)
     config.projects.override.checks.update(included_check_names=["all"])
     config.projects.override.phases.update(phases=PHASES)

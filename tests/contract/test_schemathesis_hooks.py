@@ -10,6 +10,7 @@ schemathesis validation against a drifted server).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import tomllib
 from collections.abc import AsyncIterator
@@ -145,7 +146,8 @@ async def refusing_server() -> AsyncIterator[str]:
 
 
 async def test_schemathesis_fails_an_undocumented_refusal_of_valid_data(refusing_server: str) -> None:
-    config = SchemathesisConfig.from_path(ROOT / "schemathesis.toml")  # loads the hook
+    with contextlib.chdir(ROOT):  # loads the hook, whose path is relative to the repository root
+        config = SchemathesisConfig.from_path(ROOT / "schemathesis.toml")
     schema = schemathesis.openapi.from_path(SPEC_DIR / "data.yaml", config=config)
     strategy = schema["/v1/tasks"]["POST"].as_strategy(generation_mode=GenerationMode.POSITIVE)
     settings = hypothesis.settings(derandomize=True, database=None, suppress_health_check=list(HealthCheck))
