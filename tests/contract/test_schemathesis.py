@@ -38,6 +38,8 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.generation.stateful.state_machine import APIStateMachine, StepInput, StepOutput
 
 from llama_orch.bdd._server import EmbeddedOrchestratord
+from llama_orch.server.config import load_config
+from tests.client._server import threaded_server
 from tests.conftest import free_port
 from tests.contract._tally import TALLY
 
@@ -101,11 +103,6 @@ def pool_lifecycle_url() -> Iterator[str]:
     yield from _serve()
 
 
-@pytest.fixture
-def fresh_url() -> Iterator[str]:
-    yield from _serve()
-
-
 def _validate(schema: str, case: schemathesis.Case, base_url: str) -> None:
     TALLY.case(schema, case.operation.label)
     # No `checks=`: every check the configuration enables, which is all of them.
@@ -155,16 +152,29 @@ def test_pool_lifecycle_contract(case: schemathesis.Case, pool_lifecycle_url: st
 # -- stateful ----------------------------------------------------------------------------------------------
 
 
-def _counted_state_machine(schema: schemathesis.BaseSchema, name: str, base_url: str) -> type[APIStateMachine]:
+def _counted_state_machine(schema: schemathesis.BaseSchema, name: str) -> type[APIStateMachine]:
+    """The YAML's links as a state machine; each scenario gets a server of its own (in this process,
+    on loopback), so that what one scenario created (a catalog entry, an artifact, a registration)
+    never changes the answers another gets to the same requests: hypothesis replays shared prefixes
+    of its choices and needs the same answers to them."""
     machine = schema.as_state_machine()
+    config = load_config(CONFIG)
 
     class Counted(machine):  # type: ignore[valid-type, misc]
         def setup(self) -> None:
             TALLY.stateful_scenarios += 1
+            self._server = threaded_server(config.model_copy(deep=True))
+            self._base_url = self._server.__enter__()
             super().setup()
 
+        def teardown(self) -> None:
+            try:
+                super().teardown()
+            finally:
+                self._server.__exit__(None, None, None)
+
         def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
-            return {"base_url": base_url, "timeout": TIMEOUT_S}
+            return {"base_url": self._base_url, "timeout": TIMEOUT_S}
 
         def step(self, input: StepInput) -> StepOutput:
             TALLY.step(name, input.case.operation.label)
@@ -174,9 +184,9 @@ def _counted_state_machine(schema: schemathesis.BaseSchema, name: str, base_url:
 
 
 @pytest.mark.parametrize("name", ["data.yaml", "control.yaml"])
-def test_stateful_contract(name: str, fresh_url: str) -> None:
+def test_stateful_contract(name: str) -> None:
     schema = {"data.yaml": data, "control.yaml": control}[name]
-    machine = _counted_state_machine(schema, name, fresh_url)
+    machine = _counted_state_machine(schema, name)
     steps_before = TALLY.stateful_steps
     machine.run(
         settings=hypothesis.settings(
