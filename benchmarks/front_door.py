@@ -146,6 +146,9 @@ async def _admission(base: str, requests: int, concurrency: int = 16) -> dict[st
     return {"requests_per_s": summary}
 
 
+DIRECT_SAMPLING = {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "cache_prompt": True}
+
+
 async def _ttft_real(orch: str, engine: str, runs: int) -> dict[str, Any]:
     direct: list[float] = []
     through: list[float] = []
@@ -155,10 +158,15 @@ async def _ttft_real(orch: str, engine: str, runs: int) -> dict[str, Any]:
             body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 8, "stream": True, "seed": i}
             for side in ("direct", "through") if i % 2 == 0 else ("through", "direct"):
                 url = f"{engine}/v1/chat/completions" if side == "direct" else f"{orch}/v1/chat/completions"
-                payload = body if side == "direct" else {**body, "model": "embedded:smollm2-135m"}
+                # Directly: what orchestratord's adapter sends for this request (llorch/sampler@1 is
+                # greedy; llama-server's own default sampler chain costs ~100 ms more before the
+                # first token here), on a connection of its own as the adapter's.
+                direct_body = {**body, **DIRECT_SAMPLING}
+                payload = direct_body if side == "direct" else {**body, "model": "embedded:smollm2-135m"}
+                headers = {"Connection": "close"} if side == "direct" else {}
                 began = time.perf_counter()
                 first = None
-                async with http.post(url, json=payload) as resp:
+                async with http.post(url, json=payload, headers=headers) as resp:
                     async for line in resp.content:
                         if first is None and b'"content":"' in line and b'"content":""' not in line:
                             first = (time.perf_counter() - began) * 1000
@@ -187,7 +195,7 @@ def run(params: FrontDoorParams, log_dir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"params": asdict(params)}
     engine_port, orch_port = free_port(), free_port()
     mock_argv = [venv_tool("llama-orch-mock-engine"), "--host", HOST, "--port", str(engine_port),
-                 "--tokens-per-s", str(params.rate), "--first-token-ms", "5", "--slots", "100000"]  # fmt: skip
+                 "--tokens-per-s", str(params.rate), "--first-token-ms", "5", "--slots", "4096"]  # fmt: skip
     extra: list[dict[str, Any]] = []
     llama: list[str] | None = None
     llama_port = free_port()
