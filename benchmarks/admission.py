@@ -195,6 +195,8 @@ def run(p: AdmissionParams, cpus: Cpus, tmp: Path) -> dict[str, Any]:
         "median": med,
         "tasks_per_s_all_rounds": {name: [r["tasks_per_s"] for r in rs] for name, rs in runs.items()},
         "p99_ms_all_rounds": {name: [r["p99_ms"] for r in rs] for name, rs in runs.items()},
+        "cpu_us_per_task_all_rounds": {name: [r["server_cpu_us_per_request"] for r in rs] for name, rs in runs.items()},
+        "server_cpu_pct_all_rounds": {name: [r["server_cpu_pct"] for r in rs] for name, rs in runs.items()},
         "ratio": ratio,
         "journal_ratio": journal_ratio,
         "budgets_on_ratio": budget_ratio,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llama_orch.agents import redact_secrets as agents_redact
 from llama_orch.agents._redact import redact_secrets as agents_module_redact
@@ -105,3 +109,59 @@ def test_the_process_wide_redactor_can_be_extended(monkeypatch: pytest.MonkeyPat
     finally:
         set_default_redactor(old)
     assert redact_secrets(CANARY) == (CANARY, 0)
+
+
+# The built-in patterns as they were before the guards and the look-ahead (policy/_redact.py):
+# the guarded ones must redact exactly like these, only faster.
+_PLAIN_SECRET_WORD = r"(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)s?"
+_PLAIN_WHOLE = [
+    re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.DOTALL),
+    re.compile(r"\b(?:sk|rk|pk)-(?:[A-Za-z0-9]+-)?[A-Za-z0-9_-]{16,}"),
+    re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"),
+    re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}"),
+    re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    re.compile(r"\bhf_[A-Za-z0-9]{20,}"),
+    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
+    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+]
+_PLAIN_VALUE = [
+    re.compile(r"(?i)(\b(?:bearer|basic)\s+)(?!\[REDACTED\])[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(rf"(?i)(\b[\w.-]*{_PLAIN_SECRET_WORD}[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"',;&]{{4,}}"),
+    re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)(?!\[REDACTED\])[^\s@/]+(?=@)"),
+]
+
+
+def _plain_redact(text: str) -> tuple[str, int]:
+    count = 0
+    for pattern in _PLAIN_WHOLE:
+        text, n = pattern.subn(REDACTED, text)
+        count += n
+    for pattern in _PLAIN_VALUE:
+        text, n = pattern.subn(lambda m: m.group(1) + REDACTED, text)
+        count += n
+    return text, count
+
+
+_PIECES = [
+    "password", "PassWd", "secret", "TOKEN", "tokens", "api_key", "api-key", "apikey", "access_key", "private-key",
+    "credentials", "my.", "x_", "Bearer ", "basic ", "sk-", "rk-proj-", "ghp_", "github_pat_", "glpat-", "xoxb-",
+    "hf_", "AKIA", "ASIA", "AIza", "eyJ", "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----",
+    "https://", "user:", "@host", "=", ": ", ":", "'", '"', " ", "\n", ";", "&", ",", ".", "-", "_", "abcdefghij",
+    "ABCDEFGHIJKLMNOP0123", "0123456789", "\u017f", "\u212a", "\u0130", REDACTED, "event: token\ndata: {\"t\":1}",
+]  # fmt: skip
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=14).map("".join))
+def test_guarded_builtin_patterns_redact_exactly_like_the_plain_ones(text: str) -> None:
+    assert Redactor().redact(text) == _plain_redact(text)
+
+
+def test_a_long_token_log_is_redacted_like_the_plain_patterns_do() -> None:
+    frames = "".join(
+        f'id: {i}\nevent: token\ndata: {{"t":"{1733203200000000000 + i}","i":{i}}}\n\n' for i in range(2000)
+    )
+    text = frames + 'id: 2001\nevent: end\ndata: {"tokens":2000,"api_key":"sk-abcdefghijklmnop1234"}\n\n'
+    assert Redactor().redact(text) == _plain_redact(text)
+    assert "sk-abcdefghijklmnop1234" not in Redactor().clean(text)

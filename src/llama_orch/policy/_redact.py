@@ -31,24 +31,34 @@ __all__ = ["REDACTED", "Redactor", "default_redactor", "redact_secrets", "set_de
 
 REDACTED = "[REDACTED]"
 
-_WHOLE = [
-    re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.DOTALL),
-    re.compile(r"\b(?:sk|rk|pk)-(?:[A-Za-z0-9]+-)?[A-Za-z0-9_-]{16,}"),  # OpenAI/Anthropic/Stripe style
-    re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"),
-    re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}"),
-    re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
-    re.compile(r"\bhf_[A-Za-z0-9]{20,}"),
-    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-    re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
-    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWT
-]
+# Each built-in pattern with the literals one of which any match must contain (case as the pattern
+# matches): ``str.__contains__`` skips a pattern whose literals are absent far faster than the regex
+# engine can scan for it (most of these start with ``\b``, which defeats its literal-prefix search).
+# A task's whole event log is redacted when it ends, so this matters: ~0.1 ms instead of ~20 ms a
+# pattern on 200 KB of token events.
+_WHOLE: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
+    (re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.DOTALL),
+     ("-----BEGIN ",)),
+    (re.compile(r"\b(?:sk|rk|pk)-(?:[A-Za-z0-9]+-)?[A-Za-z0-9_-]{16,}"), ("sk-", "rk-", "pk-")),  # OpenAI/Stripe style
+    (re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"),
+     ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
+    (re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}"), ("glpat-",)),
+    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), ("xox",)),
+    (re.compile(r"\bhf_[A-Za-z0-9]{20,}"), ("hf_",)),
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), ("AKIA", "ASIA")),
+    (re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"), ("AIza",)),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), ("eyJ",)),  # JWT
+]  # fmt: skip
 _SECRET_WORD = r"(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)s?"
 # Keep the name, hide the value: "Authorization: Bearer x", "api_key = 'x'", "PASSWORD=x", URLs with user:pass@.
-_VALUE = [
-    re.compile(r"(?i)(\b(?:bearer|basic)\s+)(?!\[REDACTED\])[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(rf"(?i)(\b[\w.-]*{_SECRET_WORD}[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"',;&]{{4,}}"),
-    re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)(?!\[REDACTED\])[^\s@/]+(?=@)"),
-]
+# The name's own prefix (``my_api_key``) is kept as it is, so a match starts at the secret word; the
+# look-ahead on its first letters (case-insensitive like the word) lets the engine skip other positions fast.
+# Each has a case-insensitive guard (a match implies one) or literals, as above.
+_VALUE: list[tuple[re.Pattern[str], re.Pattern[str] | tuple[str, ...]]] = [
+    (re.compile(r"(?i)(\b(?:bearer|basic)\s+)(?!\[REDACTED\])[A-Za-z0-9._~+/=-]{8,}"), re.compile(r"(?i)bearer|basic")),
+    (re.compile(rf"(?i)(?=[pstac])({_SECRET_WORD}[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"',;&]{{4,}}"), ()),
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)(?!\[REDACTED\])[^\s@/]+(?=@)"), ("://",)),
+]  # fmt: skip
 _SECRET_KEY = re.compile(
     rf"(?i)^(?:authorization|proxy-authorization|cookie|set-cookie|x-api-key|api-key|[\w.-]*{_SECRET_WORD})$"
 )
@@ -102,11 +112,17 @@ class Redactor:
             text, n = self._literals.subn(REDACTED, text)
             count += n
         if self._builtin:
-            for pattern in _WHOLE:
-                text, n = pattern.subn(REDACTED, text)
-                count += n
-            for pattern in _VALUE:
-                text, n = pattern.subn(lambda m: m.group(1) + REDACTED, text)
+            for pattern, literals in _WHOLE:
+                if any(lit in text for lit in literals):
+                    text, n = pattern.subn(REDACTED, text)
+                    count += n
+            for pattern, guard in _VALUE:
+                if isinstance(guard, re.Pattern):
+                    if guard.search(text) is None:
+                        continue
+                elif guard and not any(lit in text for lit in guard):
+                    continue
+                text, n = pattern.subn(_keep_name, text)
                 count += n
         for pattern in self._patterns:
             text, n = pattern.subn(_replace_configured, text)
@@ -159,6 +175,10 @@ class Redactor:
     def redact_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """Headers with credentials (``Authorization``, ``Cookie``, ``X-Api-Key``…) hidden and the rest redacted."""
         return {k: REDACTED if _SECRET_KEY.match(k) else self.clean(v) for k, v in headers.items()}
+
+
+def _keep_name(match: re.Match[str]) -> str:
+    return match.group(1) + REDACTED
 
 
 def _replace_configured(match: re.Match[str]) -> str:
