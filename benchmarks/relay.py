@@ -109,6 +109,8 @@ def run_rate(rate: float, p: RelayParams, cpus: Cpus, tmp: Path, repeats: int = 
             "added_p99_ms": round(t["latency_p99_ms"] - d["latency_p99_ms"], 3),
             "through_tokens_per_s": t["tokens_per_s"],
             "orchestratord_cpu_pct": t["cpu_pct"].get("orchestratord"),
+            "orchestratord_cpu_wait_pct": t.get("cpu_wait_pct", {}).get("orchestratord"),
+            "orchestratord_cpu_us_per_token": t["cpu_us_per_token"].get("orchestratord"),
         }
         for d, t in runs
     ]
@@ -120,6 +122,12 @@ def run_rate(rate: float, p: RelayParams, cpus: Cpus, tmp: Path, repeats: int = 
         for name, r in (("direct", d), ("through", t)):
             if r["incomplete_streams"] or r["errors"]:
                 notes.append(f"run {n} {name}: {r['incomplete_streams']} incomplete streams; errors {r['errors']}")
+        waited = t.get("cpu_wait_pct", {}).get("orchestratord", 0.0)
+        if waited >= 20:
+            notes.append(
+                f"run {n}: orchestratord waited for a CPU {waited:.0f}% of the time (used "
+                f"{t['cpu_pct'].get('orchestratord', 0.0):.0f}%): other work on the machine; latency is queueing"
+            )
         if d["tokens_per_s"] < 0.9 * offered:
             notes.append(
                 f"run {n}: direct delivered {d['tokens_per_s']:.0f} of {offered:.0f} tokens/s offered: the mock "

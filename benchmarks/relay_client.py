@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks._common import cpu_seconds, percentile
+from benchmarks._common import cpu_seconds, percentile, sched_seconds
 
 STAMP = re.compile(rb'"(\d{16,20}) "')
 PROMPT = "Relay benchmark: write a long story about a queue that never fills."
@@ -91,6 +91,7 @@ async def run(
     one = _direct if mode == "direct" else _orch
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
         cpu0 = {name: cpu_seconds(pid) for name, pid in watch.items()}
+        wait0 = {name: sched_seconds(pid)[1] for name, pid in watch.items()}
         cpu0["clients"] = time.process_time()
         t0 = time.perf_counter()
         outcomes = await asyncio.gather(
@@ -98,6 +99,7 @@ async def run(
         )
         wall = time.perf_counter() - t0
         cpu1 = {name: cpu_seconds(pid) for name, pid in watch.items()}
+        wait1 = {name: sched_seconds(pid)[1] for name, pid in watch.items()}
         cpu1["clients"] = time.process_time()
     for s, outcome in zip(stats, outcomes, strict=True):
         if isinstance(outcome, BaseException) and s.error is None:
@@ -123,6 +125,8 @@ async def run(
         "latency_max_ms": round(lat[-1] / 1e6, 3) if lat else float("nan"),
         "samples": len(lat),
         "cpu_pct": {name: round(100 * (cpu1[name] - cpu0[name]) / wall, 1) for name in cpu0},
+        # Time each watched process's main thread was runnable but waited for a CPU (other work on the machine).
+        "cpu_wait_pct": {name: round(100 * (wait1[name] - wait0[name]) / wall, 1) for name in wait0},
         "cpu_us_per_token": {name: round(1e6 * (cpu1[name] - cpu0[name]) / max(1, total), 2) for name in cpu0},
     }
 
