@@ -180,7 +180,7 @@ def report_relay(r: dict[str, Any]) -> str:
         d, t = s["direct"], s["through"]
         rows.append(
             [
-                _f(s["rate_per_stream"], 0),
+                _f(s["rate_per_stream"], 0) + ("" if s.get("journal", True) else " (journal off)"),
                 _f(s["offered_tokens_per_s"], 0),
                 _f(d["tokens_per_s"], 0),
                 _f(t["tokens_per_s"], 0),
@@ -192,7 +192,8 @@ def report_relay(r: dict[str, Any]) -> str:
                 f"({_f(t['cpu_us_per_token'].get('orchestratord', math.nan), 2)})",
             ]
         )
-        notes.extend(f"R={s['rate_per_stream']:g}: {n}" for n in s["notes"])
+        where = f"R={s['rate_per_stream']:g}{'' if s.get('journal', True) else ' (journal off)'}"
+        notes.extend(f"{where}: {n}" for n in s["notes"])
     t = r["target"]
     verdict = "meets" if r["meets_target"] else "MISSES"
     return "\n".join(
@@ -252,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     adm = admission.AdmissionParams(client=args.loadgen)
     if quick:
         adm = admission.AdmissionParams(warmup_s=1.0, duration_s=2.0, client=args.loadgen, rounds=1)
-    rel = relay.RelayParams(tokens=1000, rates=(1000.0,), repeats=1) if quick else relay.RelayParams()
+    rel = relay.RelayParams()
+    if quick:
+        rel = relay.RelayParams(tokens=1000, rates=(1000.0,), repeats=1, journal_off=False)
     pred = prediction.PredictionParams(tasks=80) if quick else prediction.PredictionParams()
     real = real_engine.RealEngineParams(rounds=1, concurrency=(1,)) if quick else real_engine.RealEngineParams()
     loops = loop.LoopParams(items=12, big_items=32) if quick else loop.LoopParams()

@@ -23,11 +23,14 @@ class RelayParams:
     rates: tuple[float, ...] = (1000.0, 2000.0, 3000.0)
     repeats: int = 5
     """Runs at HEADLINE_RATE (the issue's figure is the median of 5); other rates run once."""
+    journal_off: bool = True
+    """Also run HEADLINE_RATE ``repeats`` times with the journal off, for comparison."""
 
 
-def orchestratord_config(engine_url: str, rate: float, streams: int) -> dict[str, Any]:
+def orchestratord_config(engine_url: str, rate: float, streams: int, *, journal: bool = True) -> dict[str, Any]:
     return {
         "server": {"host": HOST},
+        "journal": {"enabled": journal},
         "pools": [
             {
                 "id": "default",
@@ -65,9 +68,11 @@ def _median(values: list[float]) -> float:
     return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
-def run_rate(rate: float, p: RelayParams, cpus: Cpus, tmp: Path, repeats: int = 1) -> dict[str, Any]:
-    """One rate: the mock engine and orchestratord (journal on: a data dir) started once, then
-    ``repeats`` runs of direct followed by through; the step reports the median run and the spread."""
+def run_rate(
+    rate: float, p: RelayParams, cpus: Cpus, tmp: Path, repeats: int = 1, *, journal: bool = True
+) -> dict[str, Any]:
+    """One rate: the mock engine and orchestratord (journal on unless ``journal`` is False) started
+    once, then ``repeats`` runs of direct followed by through; the step reports the median run and the spread."""
     engine_port = free_port()
     engine_url = f"http://{HOST}:{engine_port}"
     mock_argv = [
@@ -83,17 +88,18 @@ def run_rate(rate: float, p: RelayParams, cpus: Cpus, tmp: Path, repeats: int = 
         f"mock-engine-{int(rate)}", mock_argv, cpu=cpus.load, log_dir=tmp, ready_url=f"{engine_url}/health"
     ) as mock:
         port = free_port()
-        config = tmp / f"relay-{int(rate)}.yaml"
-        config.write_text(yaml.safe_dump(orchestratord_config(engine_url, rate, p.streams)))
+        tag = f"{int(rate)}{'' if journal else '-journal-off'}"
+        config = tmp / f"relay-{tag}.yaml"
+        config.write_text(yaml.safe_dump(orchestratord_config(engine_url, rate, p.streams, journal=journal)))
         argv = [
             venv_tool("orchestratord"),
             f"--config={config}",
             f"--port={port}",
-            f"--data-dir={tmp / f'data-relay-{int(rate)}'}",
+            f"--data-dir={tmp / f'data-relay-{tag}'}",
         ]
         base = f"http://{HOST}:{port}"
         with running(
-            f"orchestratord-relay-{int(rate)}", argv, cpu=cpus.server, log_dir=tmp, ready_url=f"{base}/healthz"
+            f"orchestratord-relay-{tag}", argv, cpu=cpus.server, log_dir=tmp, ready_url=f"{base}/healthz"
         ) as orch:
             for _ in range(repeats):
                 direct = _clients("direct", engine_url, p, rate, cpus, tmp, {"mock_engine": mock.pid})
@@ -136,6 +142,7 @@ def run_rate(rate: float, p: RelayParams, cpus: Cpus, tmp: Path, repeats: int = 
     p99s = [a["added_p99_ms"] for a in added]
     return {
         "rate_per_stream": rate,
+        "journal": journal,
         "offered_tokens_per_s": offered,
         "repeats": repeats,
         "direct": direct,
@@ -155,14 +162,24 @@ def run_rate(rate: float, p: RelayParams, cpus: Cpus, tmp: Path, repeats: int = 
 def run(p: RelayParams, cpus: Cpus, tmp: Path) -> dict[str, Any]:
     steps = [run_rate(rate, p, cpus, tmp, p.repeats if rate == HEADLINE_RATE else 1) for rate in p.rates]
     headline = next((s for s in steps if s["rate_per_stream"] == HEADLINE_RATE), None)
+    if headline is not None and p.journal_off:
+        # The same headline runs without the journal: what journaling every token frame costs.
+        steps.insert(steps.index(headline) + 1, run_rate(HEADLINE_RATE, p, cpus, tmp, p.repeats, journal=False))
     return {
         "setup": (
             f"{p.streams} concurrent streams x {p.tokens} tokens; mock engine over HTTP (llama.cpp SSE format, "
             f"--stamp-tokens, first token {FIRST_TOKEN_MS:g} ms) on the load CPU with the clients; orchestratord "
             "relays via its llama.cpp adapter (pool endpoint -> mock engine), journal on (a data dir); "
-            f"R={HEADLINE_RATE:g} runs {p.repeats} times (median and spread), other rates once"
+            f"R={HEADLINE_RATE:g} runs {p.repeats} times (median and spread)"
+            f"{', and as often with the journal off' if p.journal_off else ''}, other rates once"
         ),
-        "params": {"streams": p.streams, "tokens": p.tokens, "rates": list(p.rates), "repeats": p.repeats},
+        "params": {
+            "streams": p.streams,
+            "tokens": p.tokens,
+            "rates": list(p.rates),
+            "repeats": p.repeats,
+            "journal_off": p.journal_off,
+        },
         "steps": steps,
         "target": {"added_p99_ms_max": TARGET_ADDED_P99_MS, "rate_per_stream": HEADLINE_RATE},
         "meets_target": bool(headline is not None and headline["added_p99_ms"] < TARGET_ADDED_P99_MS),
