@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import socket
@@ -26,6 +25,8 @@ from llama_orch.auth import check_bind, hash_token, new_token, server_ssl_contex
 from llama_orch.errors import ConfigError
 from llama_orch.policy import build_policy, set_default_redactor
 from llama_orch.server._demo import stream_demo
+from llama_orch.server._gc import configure as configure_gc
+from llama_orch.server._http import ORCH
 from llama_orch.server.app import create_app
 from llama_orch.server.config import config_json_schema, load_config
 from llama_orch.telemetry import configure_logging
@@ -103,12 +104,10 @@ def main(argv: list[str] | None = None) -> None:
         pass
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = create_app(config)
-    # Admission allocates many small, mostly long-lived objects (queued tasks): young-generation
-    # collections every 700 allocations cost ~8 us a request under load. Collect less often, and
-    # keep start-up objects out of every collection.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    # Queued tasks are many small, long-lived objects: keep them (and start-up's) out of full
+    # collections, and collect the young generation less often (server/_gc.py).
+    orchestrator = app[ORCH]
+    configure_gc(app, lambda: sum(len(pool.queue) for pool in orchestrator.pools.values()))
     source = args.config or "embedded default"
     pools = ", ".join(f"{p.id} (engine {p.engine}, model {p.model_ref})" for p in config.pools)
 
