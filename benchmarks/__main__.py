@@ -34,7 +34,7 @@ from benchmarks import (
     relay,
     security,
 )
-from benchmarks._common import ROOT, pick_cpus
+from benchmarks._common import ROOT, pick_cpus, table
 
 SECTIONS = (
     "admission",
@@ -76,17 +76,6 @@ def _f(x: Any, digits: int = 1) -> str:
     return str(x)
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  " + "  ".join(cells))
-        if n == 0:
-            lines.append("  " + "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def report_admission(r: dict[str, Any]) -> str:
     rows = [["", "tasks/s", "p50 ms", "p99 ms", "CPU us/task", "server CPU %", "loadgen CPU %", "tasks/s per round"]]
     named = (
@@ -120,7 +109,7 @@ def report_admission(r: dict[str, Any]) -> str:
             f"{p['body_bytes']} B body, {p['warmup_s']:g} s warm-up + {p['duration_s']:g} s measured per server, "
             f"{p['rounds']} round(s) alternating the variants, medians shown (CPU %: the median round)",
             f"  {r['setup']}",
-            _table(rows),
+            table(rows),
             f"  orchestratord/baseline tasks/s: {_f(r['ratio'], 3)} (target >= {t['ratio_min']:g} with p99 < "
             f"{t['p99_ms_max']:g} ms: {verdict('ratio')}); CPU-cost ratio baseline/orchestratord: "
             f"{_f(r['cpu_ratio'], 3)}",
@@ -153,7 +142,7 @@ def report_security(r: dict[str, Any]) -> str:
             f"SECURITY  admission with auth and metrics on vs off, {p['concurrency']} clients ({p['client']}), "
             f"{p['warmup_s']:g} s warm-up + {p['duration_s']:g} s measured per variant",
             f"  {r['setup']}",
-            _table(rows),
+            table(rows),
             f"  target: every variant's tasks/s >= 0.9 of plain's: {verdict} "
             "(CPU-cost ratio: plain's server CPU per task over the variant's)",
             *(f"  note: {n}" for n in r["notes"]),
@@ -201,7 +190,7 @@ def report_relay(r: dict[str, Any]) -> str:
             "RELAY  per-token latency = client arrival wall time - engine emission stamp; added = through - direct "
             "(medians over the runs; direct/through columns: the median run)",
             f"  {r['setup']}",
-            _table(rows),
+            table(rows),
             f"  target: added p99 < {t['added_p99_ms_max']:g} ms at R={t['rate_per_stream']:g} (median of the runs): "
             f"{verdict}",
             *(f"  note: {n}" for n in notes),

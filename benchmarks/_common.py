@@ -216,3 +216,23 @@ def admission_body(target_bytes: int = 450, *, max_tokens: int = 64, seed: int =
     prompt = (filler * 4)[: max(1, target_bytes - overhead)]
     base["prompt"] = prompt
     return json.dumps(base, separators=(",", ":")).encode()
+
+
+def table(rows: list[list[str]]) -> str:
+    """Rows as an indented text table: the first row a header with a rule under it; the first
+    column left-aligned, the others right-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  " + "  ".join(cells))
+        if n == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_result(result: dict[str, Any], out: Path | None) -> None:
+    """A benchmark module's ``--out``: its JSON result, when asked for."""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")

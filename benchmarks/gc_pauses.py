@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks._common import HOST, PYTHON, Cpus, admission_body, run_json
+from benchmarks._common import HOST, PYTHON, Cpus, admission_body, run_json, table
 
 VARIANTS = ("no_freeze", "freeze", "policy")
 TARGET_PAUSE_MS = 20.0
@@ -310,19 +310,12 @@ def report(r: dict[str, Any]) -> str:
                 f"{x['all_frozen_full_cpu_ms_median']:.1f}",
             ]
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  " + "  ".join(cells))
-        if n == 0:
-            lines.append("  " + "  ".join("-" * w for w in widths))
     verdict = "meets" if r["meets_target"] else "MISSES"
     return "\n".join(
         [
             "GC  full-collection pauses of orchestratord with queued tasks",
             f"  {r['setup']}",
-            *lines,
+            table(rows),
             f"  target: full GC < {r['target']['full_pause_ms_max']:g} ms with orchestratord's policy (max CPU ms of "
             f"gc.collect()): {verdict}; 'in admission': the collections the interpreter ran itself while the "
             "tasks were admitted (threshold as orchestratord sets it); 'all frozen': gc.freeze() once the tasks "

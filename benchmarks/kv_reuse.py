@@ -34,7 +34,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks._common import HOST, Cpus, free_port, pick_cpus, running, venv_tool
+from benchmarks._common import HOST, Cpus, free_port, pick_cpus, running, venv_tool, write_result
 
 TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=10)
 WORDS = ("river", "engine", "garden", "signal", "copper", "window", "harbor", "ledger", "canvas", "meadow")
@@ -173,9 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="llorch-kv-") as tmp:
         result = run(params, pick_cpus(), Path(tmp))
     print(report(result), flush=True)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, args.out)
     return 0
 
 

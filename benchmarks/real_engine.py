@@ -37,7 +37,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks._common import HOST, Cpus, free_port, pick_cpus, running, venv_tool
+from benchmarks._common import HOST, Cpus, free_port, pick_cpus, running, venv_tool, write_result
 
 PROMPTS = (
     "Write a short story about a robot who learns to paint.",
@@ -271,9 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="llorch-real-engine-") as tmp:
         result = run(params, pick_cpus(), Path(tmp))
     print(report(result), flush=True)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, args.out)
     return 0
 
 

@@ -26,9 +26,10 @@ from llama_orch.bdd._server import EmbeddedOrchestratord
 from llama_orch.cli import ExitCode
 from llama_orch.cli._contract import API_STATES, PLAN_CONTENT, PLAN_TAGS, default_pact
 from tests.cli.conftest import Cli
-from tests.conftest import free_port
+from tests.conftest import free_port, serving
 from tests.contract import _pact as consumer
 from tests.contract._provider_states import FAST
+from tests.contract.test_provider_verify import drifted_provider
 
 pytestmark = pytest.mark.subprocess
 
@@ -117,39 +118,16 @@ def test_a_tampered_pact_fails_with_the_mismatch(cli: Cli, orchestratord: str, t
 
 @pytest.fixture
 async def drifted_server() -> AsyncIterator[str]:
-    """A provider that drifted (the same as the reference verifier's test, test_provider_verify.py):
-    tokens before `started` in a stream, and an admission whose queue position is a string."""
-
-    async def stream(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        response.headers["X-Correlation-Id"] = request.headers.get("X-Correlation-Id", "x")
-        await response.prepare(request)
-        await response.write(b'id: 1\nevent: token\ndata: {"t":"a","i":0}\n\n')
-        await response.write(b'id: 2\nevent: started\ndata: {"task_id":"t-1"}\n\n')
-        await response.write(b'id: 3\nevent: end\ndata: {"tokens_out":1,"decode_time_ms":0}\n\n')
-        await response.write_eof()
-        return response
-
-    async def create(request: web.Request) -> web.Response:
-        body = {"task_id": "t", "pool": "default", "queue_position": "0", "predicted_start_ms": 0,
-                "backoff_ms": 0, "stream_url": "/v1/tasks/t/stream"}  # fmt: skip
-        headers = {"X-Correlation-Id": request.headers.get("X-Correlation-Id", "x"), "Location": body["stream_url"],
-                   "X-Backoff-Ms": "0"}  # fmt: skip
-        return web.json_response(body, status=202, headers=headers)
+    """The drifted provider of the reference verifier's test (test_provider_verify.py): tokens before
+    `started` in a stream, and an admission whose queue position is a string."""
 
     async def capabilities(request: web.Request) -> web.Response:
         return web.json_response({"api_version": "0.1.0"})
 
-    app = web.Application()
-    app.router.add_get("/v1/tasks/{task_id}/stream", stream)
-    app.router.add_post("/v1/tasks", create)
+    app = drifted_provider()
     app.router.add_get("/v1/capabilities", capabilities)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serving(app) as base:
+        yield base
 
 
 async def test_a_drifted_server_fails_where_the_reference_verifier_does(

@@ -97,7 +97,7 @@ def test_orchestratord_honours_the_pact(state: str, tmp_path: Path) -> None:
 # -- the verification can fail --------------------------------------------------------------------------
 
 
-def _drifted_provider() -> web.Application:
+def drifted_provider() -> web.Application:
     """A provider that drifted from the contract: a stream whose tokens come before `started`, and
     an admission whose queue position is a string."""
 
@@ -125,7 +125,7 @@ def _drifted_provider() -> web.Application:
 
 
 async def test_the_verifier_rejects_a_drifted_provider() -> None:
-    runner = web.AppRunner(_drifted_provider())
+    runner = web.AppRunner(drifted_provider())
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()

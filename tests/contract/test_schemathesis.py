@@ -40,7 +40,7 @@ from schemathesis.generation.stateful.state_machine import APIStateMachine, Step
 from llama_orch.bdd._server import EmbeddedOrchestratord
 from llama_orch.server.config import load_config
 from tests.client._server import threaded_server
-from tests.conftest import free_port
+from tests.conftest import serving
 from tests.contract._tally import TALLY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,12 +213,8 @@ async def drifted_server() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/v1/capabilities", capabilities)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serving(app) as base:
+        yield base
 
 
 async def test_the_checks_catch_a_drifted_response(drifted_server: str) -> None:

@@ -27,7 +27,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
 
-from tests.conftest import free_port
+from tests.conftest import serving
 from tests.contract.schemathesis_hooks import REFUSALS, refusal_problem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,12 +137,8 @@ async def refusing_server() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/v1/tasks", create_task)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serving(app) as base:
+        yield base
 
 
 async def test_schemathesis_fails_an_undocumented_refusal_of_valid_data(refusing_server: str) -> None:

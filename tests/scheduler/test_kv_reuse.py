@@ -16,13 +16,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from llama_orch.engines.mock import MockSettings
 from llama_orch.scheduler import Orchestrator
 from llama_orch.server._http import ORCH
 from llama_orch.server.app import create_app
-from tests.conftest import fast_config, free_port, read_stream
+from tests.conftest import fast_config, read_stream, serving
 from tests.server.test_app import submit
 
 FIRST = "one two three four five six seven eight"
@@ -33,12 +32,8 @@ SECOND = FIRST + " nine ten"
 async def server() -> AsyncIterator[tuple[str, Orchestrator]]:
     config = fast_config(mock=MockSettings(tokens_per_s=2000, first_token_ms=1, slots=2))
     app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}", app[ORCH]
-    await runner.cleanup()
+    async with serving(app) as base:
+        yield base, app[ORCH]
 
 
 async def turn(http: aiohttp.ClientSession, base: str, **body: Any) -> dict[str, Any]:
