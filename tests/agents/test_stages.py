@@ -35,7 +35,7 @@ def test_json_is_cut_where_the_object_the_prefix_opened_closes() -> None:
     rest = '  "description": "a } in a string", "type": "string"\n}\nand more'
     at = cut(rest)
     assert at is not None and rest[:at].endswith("}") and "and more" not in rest[:at]
-    assert json.loads('{\n' + rest[:at])["type"] == "string"
+    assert json.loads("{\n" + rest[:at])["type"] == "string"
     assert cut('  "a": [1, 2') is None
     assert cut('  "a": 1\n' + CLOSE_FILE) is not None  # the block closed before the object: cut there
 
@@ -58,3 +58,25 @@ def test_trailing_commas_in_a_json_contract_are_repaired_and_other_errors_kept(t
     assert json.loads(a) == {"x-req-id": "S-1", "required": ["a"]}
     assert b == '{"x-req-id": "S-1", "type": }'  # not only trailing commas: left for the validator to refuse
     assert c == "x = [1,]\n"  # only JSON files
+
+
+def test_a_worktrees_own_check_counts_code_merged_after_its_base_as_still_to_come() -> None:
+    """A precheck runs in the worktree, whose tree is as of its base: a requirement whose code was
+    merged since is still missing there, so its tests' failures are expected (the merge queue's check
+    of the merged tree uses the run's current set)."""
+    from types import SimpleNamespace
+
+    from llama_orch.agents._loop_config import LoopConfig
+    from llama_orch.agents._stages import ItemRunner
+    from tests.agents.test_pycheck import _item
+
+    env = SimpleNamespace(config=LoopConfig(), open_requirements={"TINY-0006"}, known_ids=("TINY-0001", "TINY-0006"))
+    runner = ItemRunner(env, ())  # type: ignore[arg-type]
+    item = _item("test", file="tests/test_tiny_0006.py")
+    at_base = runner._context(item, ["tests/test_tiny_0006.py"], frozenset({"TINY-0001", "TINY-0006"}))
+    live = runner._context(item, ["tests/test_tiny_0006.py"])
+    assert at_base.open_requirements() == {"TINY-0001", "TINY-0006"}
+    assert live.open_requirements() == {"TINY-0006"}
+    env.open_requirements.discard("TINY-0006")  # merged meanwhile: the live view follows, the base one not
+    assert live.open_requirements() == set() and at_base.open_requirements() == {"TINY-0001", "TINY-0006"}
+    assert at_base.new_test_files == ("tests/test_tiny_0006.py",)

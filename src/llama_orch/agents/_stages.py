@@ -126,6 +126,8 @@ class Proposal:
     seed: int
     changes: tuple[str, ...]
     agent_id: str
+    open_at_base: frozenset[str] = frozenset()
+    """Requirements whose code was still to come when the worktree was made (what its tree lacks)."""
 
 
 @dataclass
@@ -404,6 +406,8 @@ class ItemRunner:
         workspace: Workspace | None = None
         committed = False
         try:
+            # Taken before the worktree: a merge landing meanwhile leaves it larger, never smaller.
+            open_at_base = frozenset(env.open_requirements)
             workspace = await env.manager.create(agent_id)
             env.record("workspace", agent=agent_id, item=item.id, branch=workspace.branch, path=str(workspace.path),
                        base=await workspace.head())  # fmt: skip
@@ -468,7 +472,7 @@ class ItemRunner:
             committed = True
             env.record("committed", agent=agent_id, item=item.id, branch=workspace.branch, commit=commit,
                        edit_artifact=edit.id, seed=seed, files=paths)  # fmt: skip
-            return Proposal(workspace, commit, edit.id, seed, tuple(paths), agent_id), None
+            return Proposal(workspace, commit, edit.id, seed, tuple(paths), agent_id, open_at_base), None
         except (WorkspaceError, GitError) as exc:
             return None, RoundResult(False, f"workspace: {exc}", signature="workspace")
         finally:
@@ -589,14 +593,22 @@ class ItemRunner:
 
     # -- checking and merging ---------------------------------------------------------------------
 
-    def _context(self, item: WorkItem, changed: Collection[str]) -> GateContext:
+    def _context(
+        self, item: WorkItem, changed: Collection[str], open_requirements: Collection[str] | None = None
+    ) -> GateContext:
+        """The gates' context; ``open_requirements`` fixed for a check of a worktree's own tree, else
+        the run's, as they are when the check runs (the merge queue's check of the merged tree)."""
         tests = tuple(p for p in changed if p.endswith(".py") and any(
             PurePosixPath(p).is_relative_to(d) for d in self.env.config.tests))  # fmt: skip
-        return GateContext(item, lambda: set(self.env.open_requirements), tests, self.env.known_ids, tuple(changed))
+        open_now = (lambda: set(self.env.open_requirements)) if open_requirements is None else (
+            lambda: set(open_requirements))  # fmt: skip
+        return GateContext(item, open_now, tests, self.env.known_ids, tuple(changed))
 
     async def _precheck(self, item: WorkItem, proposal: Proposal) -> tuple[bool, str]:
         self.env.set_agent(proposal.agent_id, state="checking")
-        token = CURRENT.set(self._context(item, proposal.changes))
+        # The worktree's tree is as of its base: code merged since is not in it, so its requirements
+        # count as still to come here (the merge queue checks the merged tree with the run's set).
+        token = CURRENT.set(self._context(item, proposal.changes, proposal.open_at_base))
         try:
             results = await self.env.gates.runner(self.env.gates.specs, proposal.workspace.path, proposal.commit)
         finally:
