@@ -187,6 +187,12 @@ def test_ctrl_c_cancels_the_tasks_on_the_server_and_keeps_the_state(
     cancelled = {e["task_id"] for e in events if e.get("event") == "call-cancelled"}
     finished = {e["task_id"] for e in events if e.get("event") == "call-finished"}
     assert started and started == cancelled | finished
+    # Every round that started has ended in the log; the ones cut short say so and are not tries.
+    rounds = collections.Counter(e["item"] for e in events if e.get("event") == "round-started")
+    ended = collections.Counter(e["item"] for e in events if e.get("event") == "round-ended")
+    assert rounds and rounds == ended
+    cut = [e for e in events if e.get("event") == "round-ended" and e.get("stopped")]
+    assert cut and all(e["reason"] == "cut short: interrupted" and not e["merged"] for e in cut)
     run_dir = sorted((repo / ".git" / "llorch" / "runs").iterdir())[-1]
     assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
     # The caller's tree, branches and worktrees are as they were (the integration branch is new).

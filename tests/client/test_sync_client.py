@@ -85,15 +85,22 @@ def test_ctrl_c_style_cancel_from_another_thread(live_server: LiveServer) -> Non
     base = live_server(fast_config(mock=MockSettings(tokens_per_s=20, first_token_ms=1, slots=1)))
     with Client(base) as client, client.submit(prompt="long", max_tokens=1000) as task:
         seen: list[str] = []
+        cancellers: list[threading.Thread] = []
 
         def consume() -> None:
             for event in task.stream():
                 seen.append(event.event)
                 if event.event == "token" and seen.count("token") == 2:
-                    threading.Thread(target=client.cancel, args=(task.task_id,)).start()
+                    cancellers.append(threading.Thread(target=client.cancel, args=(task.task_id,)))
+                    cancellers[-1].start()
 
         with pytest.raises(TaskCancelledError):
             consume()
+        # the stream can see the cancellation before the cancelling call has read its answer:
+        # the client must stay open until that call is done
+        for thread in cancellers:
+            thread.join(timeout=30)
+        assert len(cancellers) == 1 and not cancellers[0].is_alive()
         assert seen.count("token") >= 2 and task.error_code == "CANCELLED"
         assert client.limiter is not None and client.limiter.in_flight == 0
 

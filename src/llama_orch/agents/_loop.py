@@ -378,7 +378,7 @@ class LoopRun:
             next_agent=lambda: f"{state.run_id}-{next(counter)}", on_change=self._changed,
         )  # fmt: skip
         for e in events:
-            if e.get("event") == "round-ended" and not e.get("merged"):
+            if e.get("event") == "round-ended" and not (e.get("merged") or e.get("budget") or e.get("stopped")):
                 self.rounds[e["item"]] = self.rounds.get(e["item"], 0) + 1
         runner = ItemRunner(self.env, prep.spec_files)
         status, reason = "done", "the plan is done"
@@ -560,9 +560,13 @@ class LoopRun:
                 for task in running:
                     task.cancel()
                 await asyncio.gather(*running, return_exceptions=True)
+                why = self.stop_reason[1] if self.stop_reason is not None else "interrupted"
                 for it in running.values():
                     if self.states.get(it.id) == "running":
                         self.states[it.id] = "waiting"
+                    # every round that started ends in the log; one cut short is not a try
+                    state.append("round-ended", item=it.id, round=self.rounds.get(it.id, 0) + 1, merged=False,
+                                 reason=f"cut short: {why}", stopped=True)  # fmt: skip
         if self.stop_reason is not None:
             return self.stop_reason
         unfinished = [i for i, s in self.states.items() if s != "merged"]
