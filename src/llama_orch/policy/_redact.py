@@ -59,6 +59,25 @@ _VALUE: list[tuple[re.Pattern[str], re.Pattern[str] | tuple[str, ...]]] = [
     (re.compile(rf"(?i)(?=[pstac])({_SECRET_WORD}[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"',;&]{{4,}}"), ()),
     (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)(?!\[REDACTED\])[^\s@/]+(?=@)"), ("://",)),
 ]  # fmt: skip
+_GUARD_WORDS = {"(?i)bearer|basic": ("bearer", "basic")}
+"""The lower-case words of each regex guard above, for ASCII text."""
+_WORD_STARTS = ("passw", "secret", "token", "api", "access", "private", "credential")
+"""How every alternative of ``_SECRET_WORD`` begins (lower case)."""
+
+
+def _matches_at_a_word(pattern: re.Pattern[str], text: str, lower: str) -> bool:
+    """Whether ``pattern`` (which only matches where a secret word begins) matches anywhere in
+    ``text``: tried only where one begins, found by substring search in ``lower`` (its ASCII lower case).
+    An event log has ``token`` in every frame; scanning it with the pattern costs ~40x more."""
+    for word in _WORD_STARTS:
+        at = lower.find(word)
+        while at != -1:
+            if pattern.match(text, at) is not None:
+                return True
+            at = lower.find(word, at + 1)
+    return False
+
+
 _SECRET_KEY = re.compile(
     rf"(?i)^(?:authorization|proxy-authorization|cookie|set-cookie|x-api-key|api-key|[\w.-]*{_SECRET_WORD})$"
 )
@@ -116,14 +135,26 @@ class Redactor:
                 if any(lit in text for lit in literals):
                     text, n = pattern.subn(REDACTED, text)
                     count += n
+            # ASCII text (every JSON-encoded event log) lower-cased once: the case-insensitive
+            # guards become substring searches. Other text keeps the regex guards: under (?i)
+            # U+017F (long s) matches 's' and U+212A (Kelvin) 'k', which lower() does not fold.
+            lower = text.lower() if text.isascii() else None
             for pattern, guard in _VALUE:
                 if isinstance(guard, re.Pattern):
-                    if guard.search(text) is None:
+                    if lower is not None:
+                        if not any(lit in lower for lit in _GUARD_WORDS[guard.pattern]):
+                            continue
+                    elif guard.search(text) is None:
                         continue
-                elif guard and not any(lit in text for lit in guard):
+                elif guard:
+                    if not any(lit in text for lit in guard):
+                        continue
+                elif lower is not None and not _matches_at_a_word(pattern, text, lower):
                     continue
                 text, n = pattern.subn(_keep_name, text)
-                count += n
+                if n:
+                    count += n
+                    lower = text.lower() if lower is not None else None
         for pattern in self._patterns:
             text, n = pattern.subn(_replace_configured, text)
             count += n
