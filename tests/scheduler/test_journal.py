@@ -133,3 +133,48 @@ async def test_an_ended_task_is_scrubbed_at_rest(store: Counting) -> None:
     found = await SqliteStore(store.inner.path).recover()
     assert b"[REDACTED]" in found.tasks[0].row.body and b"[REDACTED]" in found.tasks[0].frames
     assert found.tasks[0].state is not None and found.tasks[0].state.state == "done"
+
+
+async def test_the_scrub_comes_after_the_commit_that_made_the_end_readable(store: Counting) -> None:
+    """Redacting an event log is slow work: the terminal frames become readable with a plain commit,
+    and the scrub at rest follows in later commits of its own, a slice at a time."""
+    secret = "hunter2-canary-7f3a"
+    journal = Journal(store, commit_interval_s=0.0, redact=lambda text: text.replace(secret, "[REDACTED]"))
+    journal.start()
+    records = [record(n) for n in range(5)]
+    for rec in records:
+        journal.admit(rec, b"{}", wall=1.0)
+        rec.emit_tokens([secret] * 50)
+    await journal.committed()
+    for rec in records:
+        rec.finish("end", "{}", TaskState.done)
+    await journal.committed()
+    assert all(rec.ended for rec in records)
+    ending = next(b for b in store.batches if b.states and all(s.state == "done" for s in b.states))
+    assert len(ending.states) == 5 and not ending.scrubbed  # the end is readable before any scrub
+    for _ in range(500):  # bounded: the flusher scrubs in the background
+        if journal.scrubs_pending == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert journal.scrubs_pending == 0
+    scrubs = [b for b in store.batches if b.scrubbed]
+    assert scrubs and all(not (b.admitted or b.events or b.states) for b in scrubs)
+    assert sorted(r.task_id for b in scrubs for r in b.scrubbed) == sorted(r.task_id for r in records)
+    found = await SqliteStore(store.inner.path).recover()
+    assert all(t.scrubbed and secret.encode() not in t.frames for t in found.tasks)
+    assert all(t.frames.count(b"[REDACTED]") == 50 for t in found.tasks)
+    await journal.aclose()
+
+
+async def test_a_task_forgotten_before_its_scrub_is_not_scrubbed(store: Counting) -> None:
+    journal = Journal(store, commit_interval_s=0.0, redact=str.upper)
+    rec = record(1)
+    journal.admit(rec, b"{}", wall=1.0)
+    rec.finish("end", "{}", TaskState.done)
+    assert await journal.flush() and journal.scrubs_pending == 1
+    journal.forget([rec.task_id])
+    assert journal.scrubs_pending == 0
+    assert await journal.flush()
+    await journal.aclose()
+    assert not any(b.scrubbed for b in store.batches)
+    assert (await SqliteStore(store.inner.path).recover()).tasks == []

@@ -13,6 +13,12 @@ What waits for a commit:
 - readers of a task's stream: a frame becomes readable (:meth:`TaskRecord.make_readable`) only
   once durable, so no client ever sees an event that a crash could take back.
 
+A task that ends is scrubbed at rest (its request and event log replaced by their redacted forms,
+see ``ScrubRow``) in later commits, a few milliseconds of redaction each, after the commit that
+made its terminal event durable: redacting 32 event logs of 2,000 tokens in the commit that
+carries their last frames held every stream's frames for as long. A crash in between leaves the
+task's ``scrubbed`` flag unset, and recovery scrubs it again (:meth:`scrub_later`).
+
 A write that fails is logged, its waiters get the error (the admission answers ``500``), the
 changes are kept for the next batch, and the frames are made readable anyway: streams keep
 flowing while the store is failing, without the guarantee. After :meth:`freeze` (graceful
@@ -37,6 +43,8 @@ from llama_orch_api import ErrorCode
 log = logging.getLogger("llama_orch.journal")
 
 FAILED_WRITE_BACKOFF_S = 0.2
+SCRUB_SLICE_S = 0.002
+"""Redaction done per scrub commit (at least one task), so streams and admissions run in between."""
 
 
 def session_row(session: Session, now: float, wall: float) -> SessionRow:
@@ -80,6 +88,7 @@ class Journal:
         self._sessions: dict[str, Session] = {}
         self._deleted_sessions: set[str] = set()
         self._forgotten: list[str] = []
+        self._to_scrub: dict[str, TaskRecord] = {}
         self._waiter: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -128,8 +137,21 @@ class Journal:
         """Tasks past retention: drop them from the store."""
         if self._frozen or not task_ids:
             return
+        for task_id in task_ids:
+            self._to_scrub.pop(task_id, None)  # gone anyway
         self._forgotten.extend(task_ids)
         self._wake.set()
+
+    def scrub_later(self, record: TaskRecord) -> None:
+        """Scrub an ended task at rest (recovery: one whose scrub a crash cut off)."""
+        if self._frozen or self.redact is None:
+            return
+        self._to_scrub[record.task_id] = record
+        self._wake.set()
+
+    @property
+    def scrubs_pending(self) -> int:
+        return len(self._to_scrub)
 
     def committed(self) -> asyncio.Future[None]:
         """Resolved once everything collected so far is durable (raises what a failed write raised)."""
@@ -146,13 +168,19 @@ class Journal:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            if self.commit_interval_s > 0:
-                await asyncio.sleep(self.commit_interval_s)
-            self._wake.clear()
-            if not await self.flush():
-                await asyncio.sleep(FAILED_WRITE_BACKOFF_S)
-                self._wake.set()
+            if self._wake.is_set() or not self._scrubbable():
+                await self._wake.wait()
+                if self.commit_interval_s > 0:
+                    await asyncio.sleep(self.commit_interval_s)
+                self._wake.clear()
+                if not await self.flush():
+                    await asyncio.sleep(FAILED_WRITE_BACKOFF_S)
+                    self._wake.set()
+                    continue
+            if self._to_scrub:
+                await asyncio.sleep(0)  # what the last commit made readable goes out first
+                if not await self.scrub(SCRUB_SLICE_S):
+                    await asyncio.sleep(FAILED_WRITE_BACKOFF_S)
 
     def _take(self) -> tuple[Batch, list[tuple[TaskRecord, int, int, tuple[str, str | None, bool] | None]]]:
         now, wall = time.monotonic(), time.time()
@@ -164,9 +192,8 @@ class Journal:
             state = (record.state.value, record.replica_id, record.settled)
             ends_now = record.state.terminal and (before_state is None or not TaskState(before_state[0]).terminal)
             if ends_now and self.redact is not None:
-                batch.scrubbed.append(self._scrub(record, count))
-                record.persisted = count
-            elif count > before:
+                self._to_scrub[record.task_id] = record  # once this batch is written (see scrub)
+            if count > before:
                 batch.events.append(EventsRow(record.task_id, before + 1, b"".join(record.frames[before:count])))
                 record.persisted = count
             if state != before_state:
@@ -186,6 +213,42 @@ class Journal:
         body = self.redact(record.request.model_dump_json(exclude_none=True))
         frames = self.redact(b"".join(record.frames[:count]).decode("utf-8", "surrogateescape"))
         return ScrubRow(record.task_id, body.encode(), frames.encode("utf-8", "surrogateescape"))
+
+    def _ready(self, record: TaskRecord) -> bool:
+        return record.task_id not in self._dirty and record.persisted >= len(record.frames)
+
+    def _scrubbable(self) -> bool:
+        return any(self._ready(r) for r in self._to_scrub.values())
+
+    async def scrub(self, budget_s: float | None = None) -> bool:
+        """Scrub ended tasks whose every frame is durable, for about ``budget_s`` of redaction
+        (at least one task; None: all of them), in one commit. False when the store failed."""
+        if self._frozen or self.redact is None:
+            self._to_scrub.clear()
+            return True
+        rows: list[ScrubRow] = []
+        done: list[TaskRecord] = []
+        started = time.perf_counter()
+        for record in list(self._to_scrub.values()):
+            if not self._ready(record):
+                continue  # its last changes are not written yet: after the next commit
+            rows.append(self._scrub(record, len(record.frames)))
+            done.append(record)
+            if budget_s is not None and time.perf_counter() - started >= budget_s:
+                break
+        if not rows:
+            return True
+        try:
+            await self.store.write(Batch(scrubbed=rows))
+        except Exception:
+            self.failures += 1
+            log.exception("the task journal could not be written (%d scrub(s) kept for the next try)", len(rows))
+            return False
+        self.commits += 1
+        for record in done:
+            if self._to_scrub.get(record.task_id) is record:
+                del self._to_scrub[record.task_id]
+        return True
 
     async def flush(self) -> bool:
         """Write everything collected now; False when the store failed (the changes are kept)."""
@@ -242,6 +305,7 @@ class Journal:
             self._runner = None
         if not self._frozen:
             await self.flush()
+            await self.scrub()
             self.freeze()
         await self.store.aclose()
 

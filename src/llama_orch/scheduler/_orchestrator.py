@@ -167,6 +167,7 @@ class Orchestrator:
         self._closing = True
         if self.journal is not None:
             await self.journal.flush()
+            await self.journal.scrub()  # what ended is scrubbed at rest now, not at the next start
             self.journal.freeze()
         if self._sweeper is not None:
             self._sweeper.cancel()

@@ -197,6 +197,8 @@ def _restore_task(orch: Orchestrator, stored: StoredTask, report: RecoveryReport
         orch.finished_at(record)
         if not record.settled:
             orch.settle(record)
+        if not stored.scrubbed and orch.journal is not None:
+            orch.journal.scrub_later(record)  # a crash came between its end and its scrub at rest
         report.finished += 1
         return
     was_running = state is not None and state.state == TaskState.running.value

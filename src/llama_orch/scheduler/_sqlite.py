@@ -11,6 +11,9 @@ Damage: at start the file is checked (``PRAGMA quick_check``). A file that fails
 overwritten, not a database) is moved aside as ``tasks.sqlite3.damaged-<time>``, every row that can
 still be read from it is copied into a fresh file, and what could not be read is reported
 (:attr:`Recovered.problems`); the orchestrator then starts with the rest.
+
+Schema 1 (before 2026-12-03: rows keyed by task id) is migrated at start: its rows are copied into
+a fresh schema-2 file and the old file is removed.
 """
 
 from __future__ import annotations
@@ -37,17 +40,23 @@ from llama_orch.scheduler._store import (
 
 log = logging.getLogger("llama_orch.journal")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: rows keyed by the admission sequence number (appends at the end of one B-tree, no index on the
+random task id); 1 (keyed by task id) is migrated at start."""
 CHECKPOINT_PAGES = 4000
 """Checkpoint (in a thread) once the WAL has grown by about this many pages (~16 MB)."""
 _SALVAGE_PROBES = 20_000
 """Rowids probed one by one past a damaged part of a table before giving up on the rest."""
 
+# Keyed by ``seq`` (monotonic: each admission appends at the right edge of the tasks table and of
+# events_seq) instead of the random 32-hex task id, whose index took a random leaf page per row:
+# a group commit of 64 admissions wrote ~2.4x the pages. The task id is still in every row (events
+# too: a damaged tasks table still says which tasks had events), looked up in memory, never by SQL.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
-    task_id TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
+    seq INTEGER PRIMARY KEY,
+    task_id TEXT NOT NULL,
     pool TEXT NOT NULL,
     body BLOB NOT NULL,
     admitted_wall REAL NOT NULL,
@@ -56,10 +65,13 @@ CREATE TABLE IF NOT EXISTS tasks (
     state TEXT NOT NULL DEFAULT 'queued',
     replica TEXT,
     settled INTEGER NOT NULL DEFAULT 0,
-    finished_wall REAL
+    finished_wall REAL,
+    scrubbed INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS events (task_id TEXT NOT NULL, first_id INTEGER NOT NULL, frames BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS events_task ON events (task_id);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER NOT NULL, first_id INTEGER NOT NULL, task_id TEXT NOT NULL, frames BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_seq ON events (seq);
 CREATE TABLE IF NOT EXISTS sessions (session_id TEXT PRIMARY KEY, body TEXT NOT NULL);
 """
 
@@ -67,8 +79,6 @@ _TASK_COLUMNS = (
     "task_id, seq, pool, body, admitted_wall, queue_position, predicted_start_ms, "
     "state, replica, settled, finished_wall"
 )
-
-
 class SqliteStore(TaskStore):
     """:class:`TaskStore` on one SQLite file (see the module docstring)."""
 
@@ -78,6 +88,8 @@ class SqliteStore(TaskStore):
         self._conn: sqlite3.Connection | None = None
         self._pages_since_checkpoint = 0
         self._checkpoint: asyncio.Task[None] | None = None
+        self._seq: dict[str, int] = {}
+        """task id -> seq of every task in the file (rows are keyed by seq)."""
 
     # -- opening and recovery -------------------------------------------------------------------
 
@@ -103,30 +115,57 @@ class SqliteStore(TaskStore):
         if not self.path.exists():
             self._conn = self._create()
             return Recovered()
-        why = self._damage()
+        why, version = self._damage()
+        if why is None and version == 1:
+            return self._migrate()
         if why is None:
             self._conn = self._create()
-            return _read(self._conn, Recovered(), strict=False)
-        return self._salvage(why)
+            return self._remember(_read(self._conn, Recovered(), strict=False, version=SCHEMA_VERSION))
+        return self._salvage(why, version)
 
-    def _damage(self) -> str | None:
-        """Why the file cannot be trusted as a whole, or None when it checks out."""
+    def _remember(self, found: Recovered) -> Recovered:
+        self._seq = {t.row.task_id: t.row.seq for t in found.tasks}
+        return found
+
+    def _damage(self) -> tuple[str | None, int]:
+        """Why the file cannot be trusted as a whole (None when it checks out), and its schema version."""
+        version = SCHEMA_VERSION
         try:
             conn = sqlite3.connect(self.path, isolation_level=None)
             try:
                 rows = conn.execute("PRAGMA quick_check").fetchall()
                 if rows != [("ok",)]:
-                    return "; ".join(str(r[0]) for r in rows[:5])
-                version = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-                if version is None or version[0] != str(SCHEMA_VERSION):
-                    return f"unknown schema version {version[0] if version else None!r}"
+                    return "; ".join(str(r[0]) for r in rows[:5]), _version_of(conn)
+                found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                if found is None or found[0] not in ("1", str(SCHEMA_VERSION)):
+                    return f"unknown schema version {found[0] if found else None!r}", version
+                version = int(found[0])
             finally:
                 conn.close()
         except sqlite3.DatabaseError as exc:
-            return str(exc)
-        return None
+            return str(exc), version
+        return None, version
 
-    def _salvage(self, why: str) -> Recovered:
+    def _migrate(self) -> Recovered:
+        """A journal of schema 1 (rows keyed by task id): copied into a fresh schema-2 file, then removed."""
+        old = self.path.with_name(f"{self.path.name}.v1-{time.strftime('%Y%m%dT%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                source.replace(Path(f"{old}{suffix}"))
+        conn = sqlite3.connect(old, isolation_level=None)
+        try:
+            found = _read(conn, Recovered(), strict=False, version=1)
+        finally:
+            conn.close()
+        self._conn = self._create()
+        self._copy_in(found)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{old}{suffix}").unlink(missing_ok=True)
+        log.info("task journal %s: schema 1 migrated to %d (%d task(s))", self.path, SCHEMA_VERSION, len(found.tasks))
+        return self._remember(found)
+
+    def _salvage(self, why: str, version: int) -> Recovered:
         stamp = time.strftime("%Y%m%dT%H%M%S")
         damaged = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
         for suffix in ("", "-wal", "-shm"):
@@ -143,24 +182,24 @@ class SqliteStore(TaskStore):
         except sqlite3.DatabaseError as exc:
             found.problems.append(f"nothing could be read from it: {exc}")
             self._conn = self._create()
-            return found
+            return self._remember(found)
         try:
-            _read(old, found, strict=True)
+            _read(old, found, strict=True, version=version)
         finally:
             old.close()
         self._conn = self._create()
         self._copy_in(found)
-        return found
+        return self._remember(found)
 
     def _copy_in(self, found: Recovered) -> None:
-        """Write what was salvaged into the fresh file, so the next start finds it there."""
+        """Write what was salvaged (or migrated) into the fresh file, so the next start finds it there."""
         conn = self._conn
         assert conn is not None
         conn.execute("BEGIN")
         for task in found.tasks:
-            r = task.row
+            r, state = task.row, task.state
             conn.execute(
-                f"INSERT OR IGNORE INTO tasks ({_TASK_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO tasks ({_TASK_COLUMNS}, scrubbed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     r.task_id,
                     r.seq,
@@ -169,14 +208,15 @@ class SqliteStore(TaskStore):
                     r.admitted_wall,
                     r.queue_position,
                     r.predicted_start_ms,
-                    task.state.state if task.state else "queued",
-                    task.state.replica_id if task.state else None,
-                    int(task.state.settled) if task.state else 0,
-                    task.state.finished_wall if task.state else None,
+                    state.state if state else "queued",
+                    state.replica_id if state else None,
+                    int(state.settled) if state else 0,
+                    state.finished_wall if state else None,
+                    int(task.scrubbed),
                 ),
             )
             if task.frames:
-                conn.execute("INSERT INTO events VALUES (?, 1, ?)", (r.task_id, task.frames))
+                conn.execute("INSERT INTO events VALUES (?, 1, ?, ?)", (r.seq, r.task_id, task.frames))
         conn.executemany(
             "INSERT OR REPLACE INTO sessions VALUES (?, ?)", [(s.session_id, _session_json(s)) for s in found.sessions]
         )
@@ -188,12 +228,14 @@ class SqliteStore(TaskStore):
         conn = self._conn
         if conn is None:
             raise RuntimeError("the task store is not open (recover() first)")
+        seq = self._seq
+        for r in batch.admitted:
+            seq.setdefault(r.task_id, r.seq)
         try:
             conn.execute("BEGIN")
             if batch.admitted:
                 conn.executemany(
-                    "INSERT INTO tasks (task_id, seq, pool, body, admitted_wall, queue_position, predicted_start_ms)"
-                    " VALUES (?,?,?,?,?,?,?)",
+                    f"INSERT INTO tasks ({_TASK_COLUMNS[: _TASK_COLUMNS.index(', state')]}) VALUES (?,?,?,?,?,?,?)",
                     [
                         (r.task_id, r.seq, r.pool_id, r.body, r.admitted_wall, r.queue_position, r.predicted_start_ms)
                         for r in batch.admitted
@@ -201,19 +243,27 @@ class SqliteStore(TaskStore):
                 )
             if batch.states:
                 conn.executemany(
-                    "UPDATE tasks SET state = ?, replica = ?, settled = ?, finished_wall = ? WHERE task_id = ?",
-                    [(s.state, s.replica_id, int(s.settled), s.finished_wall, s.task_id) for s in batch.states],
+                    "UPDATE tasks SET state = ?, replica = ?, settled = ?, finished_wall = ? WHERE seq = ?",
+                    [
+                        (s.state, s.replica_id, int(s.settled), s.finished_wall, seq[s.task_id])
+                        for s in batch.states
+                        if s.task_id in seq
+                    ],
                 )
             if batch.events:
                 conn.executemany(
-                    "INSERT INTO events VALUES (?,?,?)", [(e.task_id, e.first_id, e.frames) for e in batch.events]
+                    "INSERT INTO events VALUES (?,?,?,?)",
+                    [(seq[e.task_id], e.first_id, e.task_id, e.frames) for e in batch.events if e.task_id in seq],
                 )
             if batch.scrubbed:
+                scrubbed = [(seq[r.task_id], r) for r in batch.scrubbed if r.task_id in seq]
                 conn.executemany(
-                    "UPDATE tasks SET body = ? WHERE task_id = ?", [(r.body, r.task_id) for r in batch.scrubbed]
+                    "UPDATE tasks SET body = ?, scrubbed = 1 WHERE seq = ?", [(r.body, n) for n, r in scrubbed]
                 )
-                conn.executemany("DELETE FROM events WHERE task_id = ?", [(r.task_id,) for r in batch.scrubbed])
-                conn.executemany("INSERT INTO events VALUES (?, 1, ?)", [(r.task_id, r.frames) for r in batch.scrubbed])
+                conn.executemany("DELETE FROM events WHERE seq = ?", [(n,) for n, _ in scrubbed])
+                conn.executemany(
+                    "INSERT INTO events VALUES (?, 1, ?, ?)", [(n, r.task_id, r.frames) for n, r in scrubbed]
+                )
             if batch.sessions:
                 conn.executemany(
                     "INSERT OR REPLACE INTO sessions VALUES (?, ?)",
@@ -222,14 +272,16 @@ class SqliteStore(TaskStore):
             if batch.deleted_sessions:
                 conn.executemany("DELETE FROM sessions WHERE session_id = ?", [(s,) for s in batch.deleted_sessions])
             if batch.forgotten_tasks:
-                gone = [(t,) for t in batch.forgotten_tasks]
-                conn.executemany("DELETE FROM events WHERE task_id = ?", gone)
-                conn.executemany("DELETE FROM tasks WHERE task_id = ?", gone)
+                gone = [(seq[t],) for t in batch.forgotten_tasks if t in seq]
+                conn.executemany("DELETE FROM events WHERE seq = ?", gone)
+                conn.executemany("DELETE FROM tasks WHERE seq = ?", gone)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        for t in batch.forgotten_tasks:
+            seq.pop(t, None)
         self._pages_since_checkpoint += 1 + (len(batch.admitted) + len(batch.events)) // 8
         self._maybe_checkpoint()
 
@@ -318,13 +370,24 @@ def _rows(
         found.problems.append(f"table {table}: up to {skipped} row(s) in damaged parts could not be read (lost)")
 
 
-def _read(conn: sqlite3.Connection, found: Recovered, *, strict: bool) -> Recovered:
+def _version_of(conn: sqlite3.Connection) -> int:
+    """The schema version a (possibly damaged) file says it has; the current one if it cannot say."""
+    try:
+        found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        return int(found[0]) if found is not None else SCHEMA_VERSION
+    except (sqlite3.DatabaseError, ValueError, TypeError):
+        return SCHEMA_VERSION
+
+
+def _read(conn: sqlite3.Connection, found: Recovered, *, strict: bool, version: int) -> Recovered:
     tasks: dict[str, StoredTask] = {}
     bad: dict[str, int] = {}
+    # Schema 1 scrubbed a task in the commit that ended it: an ended task there is scrubbed.
+    columns = _TASK_COLUMNS + (", scrubbed" if version >= 2 else ", state IN ('done', 'failed', 'cancelled')")
     try:
-        for r in _rows(conn, "tasks", _TASK_COLUMNS, found, strict):
+        for r in _rows(conn, "tasks", columns, found, strict):
             try:
-                task_id, seq, pool, body, wall, position, predicted, state, replica, settled, finished = r
+                task_id, seq, pool, body, wall, position, predicted, state, replica, settled, finished, scrubbed = r
                 row = TaskRow(
                     str(task_id), int(seq), str(pool), bytes(body), float(wall), int(position), int(predicted)
                 )
@@ -334,7 +397,7 @@ def _read(conn: sqlite3.Connection, found: Recovered, *, strict: bool) -> Recove
             except (TypeError, ValueError):
                 bad["tasks"] = bad.get("tasks", 0) + 1
                 continue
-            tasks[row.task_id] = StoredTask(row, state_row, b"")
+            tasks[row.task_id] = StoredTask(row, state_row, b"", bool(scrubbed))
     except sqlite3.DatabaseError as exc:
         found.problems.append(f"table tasks could not be read: {exc}")
     events: dict[str, list[tuple[int, bytes]]] = {}

@@ -64,7 +64,8 @@ class EventsRow:
 @dataclass(frozen=True, slots=True)
 class ScrubRow:
     """A task that ended: its request and whole event log replaced by their redacted forms (it
-    will never run again, and what stays at rest for its retention holds no configured secret)."""
+    will never run again, and what stays at rest for its retention holds no configured secret).
+    Written in a batch after the one that holds its terminal event (see ``Journal``)."""
 
     task_id: str
     body: bytes
@@ -120,6 +121,8 @@ class StoredTask:
     row: TaskRow
     state: TaskStateRow | None
     frames: bytes
+    scrubbed: bool = False
+    """Whether its ``ScrubRow`` was written (an ended task whose scrub a crash cut off is scrubbed again)."""
 
 
 @dataclass(slots=True)
