@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import islice
 from typing import Generic, TypeVar
 
 from llama_orch_api import Priority
@@ -140,10 +141,7 @@ class BoundedPriorityQueue(Generic[T]):
     def lane(self, priority: Priority, n: int) -> Iterator[T]:
         """The first ``n`` entries of class ``priority`` alone, in dispatch order."""
         lane = self._interactive if priority is Priority.interactive else self._batch
-        for count, item in enumerate(lane.values()):
-            if count >= n:
-                return
-            yield item
+        return islice(lane.values(), n)
 
     def head(self, n: int, priority: Priority) -> Iterator[T]:
         """The first ``n`` entries that a new ``priority`` entry would queue behind."""

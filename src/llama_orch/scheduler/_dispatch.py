@@ -40,6 +40,10 @@ class Dispatcher:
 
     def pick(self, replicas: Sequence[Replica], record: TaskRecord, session_replica: str | None) -> Replica | None:
         """The replica ``record`` starts on now, or None (it stays at the head of the queue)."""
+        # Placement only takes a ready replica with a free slot (a view is never readier than its
+        # replica): with none, say so before building views (every admission pumps a full pool).
+        if not any(r.active < r.slots and r.ready for r in replicas):
+            return None
         strict = record.request.determinism is Determinism.strict
         views = [self.view(r, strict) for r in replicas]
         if not any(v.ready and v.active < v.slots for v in views):

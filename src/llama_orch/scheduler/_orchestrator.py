@@ -67,6 +67,8 @@ class Admitted:
     queue_position: int
     predicted_start_ms: int
     backoff_ms: int
+    priority: str = "interactive"
+    """The task's class (not in the 202's body)."""
 
     @property
     def stream_url(self) -> str:
@@ -252,7 +254,9 @@ class Orchestrator:
         pool.pump()
         depth, capacity = len(pool.queue), pool.queue.capacity
         backoff = backoff_ms(depth, capacity, pool.retry_after_ms()) if depth * 2 >= capacity else 0
-        return Admitted(task_id, pool.pool_id, request.session_id, pushed.position, predicted_ms, backoff)
+        return Admitted(
+            task_id, pool.pool_id, request.session_id, pushed.position, predicted_ms, backoff, request.priority.value
+        )
 
     def pools_changed(self) -> None:
         """Call after a pool's model or limits change (reload): forget cached pool matches."""

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from llama_orch.core import parse_task
 from llama_orch.errors import OrchError
-from llama_orch.server._http import CID, CONFIG, ORCH, E, Route, json_response, read_body
+from llama_orch.server._http import ADMITTED, CID, CONFIG, ORCH, E, Route, json_response, read_body
 from llama_orch_api import AdmissionResponse, ErrorCode, SessionInfo, TaskRequest
 
 
@@ -21,6 +21,7 @@ async def create_task(request: web.Request) -> web.Response:
     headers = {"Location": admitted.stream_url, "X-Backoff-Ms": str(admitted.backoff_ms)}
     if admitted.session_id is not None:
         headers.update(orch.budget_headers(admitted.session_id))
+    request[ADMITTED] = admitted
     return json_response(admitted.to_json(), status=202, headers=headers)
 
 

@@ -15,7 +15,7 @@ from llama_orch.catalog import Catalog
 from llama_orch.core import validation_error
 from llama_orch.errors import AdmissionError, OrchError
 from llama_orch.policy import default_redactor
-from llama_orch.scheduler import Orchestrator
+from llama_orch.scheduler import Admitted, Orchestrator
 from llama_orch.server.config import OrchestratorConfig
 from llama_orch_api import ErrorCode, ErrorEnvelope
 
@@ -24,6 +24,8 @@ ARTIFACTS = web.AppKey("artifacts", ArtifactStore)
 CATALOG = web.AppKey("catalog", Catalog)
 CONFIG = web.AppKey("config", OrchestratorConfig)
 CID = web.RequestKey("correlation_id", str)
+ADMITTED = web.RequestKey("admitted", Admitted)
+"""Set by ``createTask`` on a 202: what was admitted (the security middleware records it)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 E = ErrorEnvelope
@@ -78,19 +80,22 @@ async def read_body(request: web.Request, *, limit: int | None = None) -> bytes:
     """
     if limit is None:
         limit = request.app[CONFIG].server.max_body_bytes
-    too_large = OrchError(ErrorCode.PAYLOAD_TOO_LARGE, f"request body too large (limit {limit} bytes)")
     if request.content_length is not None:
         if request.content_length > limit:
-            raise too_large
+            raise _too_large(limit)
         return await request.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_any():
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _too_large(limit: int) -> OrchError:
+    return OrchError(ErrorCode.PAYLOAD_TOO_LARGE, f"request body too large (limit {limit} bytes)")
 
 
 async def read_model(request: web.Request, model: type[M]) -> M:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -64,7 +63,7 @@ from llama_orch.policy import (
     default_redactor,
     vet_outbound,
 )
-from llama_orch.server._http import CID, Handler, Route, error_response
+from llama_orch.server._http import ADMITTED, CID, Handler, Route, error_response
 from llama_orch.server._openai_routes import answer_error
 from llama_orch.server.openapi import path_template
 from llama_orch.telemetry import Metrics, TelemetryConfig, Tracing, context_of
@@ -415,22 +414,13 @@ async def _serve(
     return response
 
 
-_PRIORITY = re.compile(rb'"priority"\s*:\s*"(\w+)"')
-
-
 async def _remember_admission(
     sec: Security, request: web.Request, response: web.StreamResponse, identity: Identity, span: trace.Span | None
 ) -> None:
-    if not isinstance(response, web.Response) or response.body is None:
+    admitted = request.get(ADMITTED)
+    if admitted is None:
         return
-    try:
-        body = json.loads(bytes(response.body))  # type: ignore[arg-type]
-        task_id, pool = str(body["task_id"]), str(body["pool"])
-    except (ValueError, KeyError, TypeError):
-        return
-    sent = _PRIORITY.search(await request.read())
-    priority = sent.group(1).decode() if sent else "interactive"
-    predicted = body.get("predicted_start_ms")
+    task_id, pool = admitted.task_id, admitted.pool
     if log.isEnabledFor(logging.DEBUG):
         log.debug(
             "admitted task %s on pool %s for %s", task_id, pool, identity.label,
@@ -438,10 +428,9 @@ async def _remember_admission(
                    "narration": f"{identity.label} queued a task on pool '{pool}'"},
         )  # fmt: skip
     context = context_of(span) if span is not None else None
-    predicted_ms = predicted if isinstance(predicted, int) else None
-    sec.admitted(task_id, _Admitted(identity.label, pool, priority, context, predicted_ms))
+    sec.admitted(task_id, _Admitted(identity.label, pool, admitted.priority, context, admitted.predicted_start_ms))
     if sec.metrics is not None:
-        sec.metrics.enqueued(pool, priority)
+        sec.metrics.enqueued(pool, admitted.priority)
 
 
 def _count_rejection(metrics: Metrics, request: web.Request, response: web.StreamResponse) -> None:
