@@ -87,7 +87,8 @@ def configure(app: web.Application, queued: Callable[[], int], *, interval_s: fl
             action = policy.step(queued())
             if action is not None:
                 pause = apply(action)
-                log.debug("gc %s: %.1f ms, %d objects frozen", action, pause * 1000, gc.get_freeze_count())
+                if log.isEnabledFor(logging.DEBUG):  # get_freeze_count() walks every frozen object
+                    log.debug("gc %s: %.1f ms, %d objects frozen", action, pause * 1000, gc.get_freeze_count())
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.get_running_loop().create_task(run(), name="gc-policy")
