@@ -270,3 +270,25 @@ def test_text_chunks_parse_like_bytes(text: str, cuts: list[int]) -> None:
     pieces = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
     events = [e for piece in pieces for e in parser.feed(piece)] + parser.close()
     assert events == reference(text)
+
+
+# Engine-like streams: whole `data:` events (the parser's fast path) among everything else it must
+# still read by the line rules, cut anywhere: the events are the reference's.
+ENGINE_PIECES = ['data: {"content":"a","stop":false}\n\n', 'data:{"t":1}\n\n', "data: [DONE]\r\n\r\n",
+                 "data: x\ndata: y\n\n", "data: é✓\n\n", "data:\n\n", "data: \n\n", ": keep-alive\n\n",
+                 "error: {}\n\n", "id: 5\n", "event: e\n", "retry: 7\n", "\n", "\r", "\r\n", "\n\n\n", "data",
+                 "data: a", "\ufeff", "da", "ta: b\n\n", "x\x00"]  # fmt: skip
+ENGINE_TEXT = st.lists(st.sampled_from(ENGINE_PIECES), max_size=30).map("".join)
+
+
+@FUZZ
+@given(text=ENGINE_TEXT, cuts=st.lists(st.integers(0), max_size=12))
+def test_engine_like_streams_parse_like_the_reference_however_split(text: str, cuts: list[int]) -> None:
+    raw = text.encode()
+    assert parse_all(split_at(raw, cuts)) == reference(text)
+    assert parse_all([raw]) == reference(text)
+    # The listed extension changes only `error:` lines: read as `data:` lines of an `error` event.
+    parser = SSEParser(fields_as_events=("error",))
+    extended = [e for chunk in split_at(raw, cuts) for e in parser.feed(chunk)] + parser.close()
+    as_data = re.sub(r"(?:^|(?<=[\r\n]))error: \{\}", "event: error\ndata: {}", text.removeprefix("\ufeff"))
+    assert extended == reference(as_data)

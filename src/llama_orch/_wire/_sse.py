@@ -125,13 +125,40 @@ class SSEParser:
             # A CR that ends the chunk ends a line now; its LF, if one comes, starts the next chunk.
             self._skip_lf = text[-1] == "\r"
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-        lines = (self._partial + text).split("\n")
-        self._partial = lines.pop()
+        text = self._partial + text
         events: list[ServerSentEvent] = []
+        if text[:5] == "data:" and self._data is None and not self._event:
+            # An engine's read, between events: split it at the blank lines that end events. An
+            # event that is one ``data:`` line (every token) is made right there; any other goes
+            # through the line rules, and so does the tail. (Other streams, orchestratord's own
+            # with ``id:`` and ``event:`` lines, go through the line rules only, just below.)
+            blocks = text.split("\n\n")
+            text = blocks.pop()
+            for block in blocks:
+                if block[:5] == "data:" and "\n" not in block:
+                    data = block[6:] if block[5:6] == " " else block[5:]
+                    events.append(_make_event("message", data, self.last_event_id, self.retry))
+                    continue
+                for line in block.split("\n"):
+                    if not line:  # only first, after a third LF in a row: nothing to dispatch
+                        continue
+                    if line[0] != ":":
+                        self._field(line)
+                # The blank line after the block.
+                if self._data is not None:
+                    data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
+                    events.append(_make_event(self._event or "message", data, self.last_event_id, self.retry))
+                    self._data = None
+                self._event = ""
+            if not text:
+                self._partial = ""
+                return events
+        lines = text.split("\n")
+        self._partial = lines.pop()
         for line in lines:
             if not line:
                 if self._data is not None:
-                    data = "\n".join(self._data)
+                    data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
                     events.append(_make_event(self._event or "message", data, self.last_event_id, self.retry))
                 self._event, self._data = "", None
             elif line[0] != ":":

@@ -180,19 +180,19 @@ class LlamaCppEngine(HTTPEngine):
         return self.parse_for(None, data, batch)
 
     def parse_for(self, request: EngineRequest | None, data: str, batch: list[str]) -> bool:
-        if data.strip() == "[DONE]":
+        if data[:1] != "{" and data.strip() == "[DONE]":  # (an object, every event but that, is not it)
             return True
         event = self.json_object(data)
         if "error" in event:
             message = message_of(event) or str(event["error"])
             raise self.error(ErrorCode.ENGINE_ERROR, f"{self.engine_name}: {message}")
-        report = request.report if request is not None else None
         if "choices" in event:
-            return self._chat_chunk(event, data, batch, report)
+            return self._chat_chunk(event, data, batch, request.report if request is not None else None)
         content = event.get("content")
         if content:
             batch.append(content)
         if event.get("stop"):
+            report = request.report if request is not None else None
             _report(report, event, "length" if event.get("stop_type") == "limit" else "stop")
             return True
         return False

@@ -1,0 +1,65 @@
+"""TaskRecord (scheduler/_tasks.py): token frames are byte-for-byte the frames of the plain construction."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llama_orch.scheduler import TaskRecord
+from llama_orch.scheduler._tasks import frame
+from llama_orch_api import TaskRequest
+
+# Any text an engine adapter can yield: every code point, lone surrogates included (a str from a
+# JSON "\ud800" escape holds one), with quotes, backslashes and control characters made likely.
+TOKEN = st.text(
+    alphabet=st.one_of(
+        st.characters(codec=None, categories=None),
+        st.sampled_from('"\\/\x00\x1f\x7f\n\r\t\u2028\u00e9\U0001f600\ud800\udfff'),
+    ),
+    max_size=12,
+)
+
+
+def record() -> TaskRecord:
+    return TaskRecord("t1", TaskRequest(prompt="hi", max_tokens=4), "p", queue_position=0, predicted_start_ms=0)
+
+
+def plain_frames(start_id: int, start_index: int, tokens: list[str]) -> list[bytes]:
+    """The construction emit_tokens replaced: the f-string around json.dumps, then frame()."""
+    return [
+        frame(start_id + k, "token", f'{{"t":{json.dumps(t)},"i":{start_index + k}}}') for k, t in enumerate(tokens)
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches=st.lists(st.lists(TOKEN, max_size=6), max_size=5), others=st.integers(0, 3))
+def test_token_frames_are_the_plain_construction(batches: list[list[str]], others: int) -> None:
+    rec = record()
+    for _ in range(others):  # frames before the tokens: ids and token indexes differ
+        rec.emit("queued", '{"queue_position":0,"predicted_start_ms":0}')
+    expected = list(rec.frames)
+    for batch in batches:
+        expected += plain_frames(len(expected) + 1, rec.tokens_out, batch)
+        assert rec.emit_tokens(batch)
+    assert rec.frames == expected
+    assert rec.tokens_out == sum(map(len, batches))
+
+
+def test_a_token_frame_spelled_out() -> None:
+    rec = record()
+    rec.emit_tokens(['say "hi"\n', "é\ud800", "\x00"])
+    assert rec.frames == [
+        b'id: 1\nevent: token\ndata: {"t":"say \\"hi\\"\\n","i":0}\n\n',
+        b'id: 2\nevent: token\ndata: {"t":"\\u00e9\\ud800","i":1}\n\n',
+        b'id: 3\nevent: token\ndata: {"t":"\\u0000","i":2}\n\n',
+    ]
+
+
+def test_no_tokens_after_the_end() -> None:
+    rec = record()
+    rec.emit_tokens(["a"])
+    assert rec.finish("end", "{}", rec.state)
+    assert not rec.emit_tokens(["b"])
+    assert len(rec.frames) == 2 and rec.tokens_out == 1
