@@ -78,6 +78,16 @@ async def test_silence_is_a_retriable_decode_timeout(
     assert rec.tokens_out == tokens and not rec.terminal  # the caller ends it with the error
 
 
+async def test_steady_batches_outlast_the_silence_limit() -> None:
+    # The silence timer is armed once per limit and re-armed from the last batch: a stream that
+    # runs twice as long as token_s, with short gaps, must not time out at the first deadline.
+    rec = record(max_tokens=20)
+    timeouts = RelayTimeouts(first_token_s=0.5, token_s=0.5)
+    stream = stream_of(*[[f"t{i}"] for i in range(20)], pause_s=0.05)
+    await relay(stream, rec, timeouts, engine="mock", replica_id="p/r0")
+    assert rec.tokens_out == 20 and rec.state is TaskState.done
+
+
 async def test_on_batch_may_stop_the_task() -> None:
     rec = record(max_tokens=10)
     seen: list[int] = []

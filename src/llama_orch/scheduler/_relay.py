@@ -20,6 +20,45 @@ from llama_orch.scheduler._tasks import TaskRecord, TaskState
 from llama_orch_api import EndEvent, ErrorCode
 
 
+class _Silence:
+    """Expires ``deadline`` once the engine has sent nothing for ``limit`` seconds.
+
+    One timer per ``limit`` instead of one per batch: a batch only notes its time (``last``); the
+    timer, when it fires, arms itself again at ``last + limit`` if something came meanwhile. (A
+    timeout context per batch, created, scheduled and cancelled for every token, was ~6% of the
+    relay's CPU at 32,000 tokens/s.)
+    """
+
+    __slots__ = ("_deadline", "_handle", "_loop", "last", "limit")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: asyncio.Timeout, limit: float) -> None:
+        self._loop = loop
+        self._deadline = deadline
+        self.limit = limit
+        self.last = loop.time()
+        self._handle: asyncio.TimerHandle | None = loop.call_at(self.last + limit, self._check)
+
+    def _check(self) -> None:
+        due = self.last + self.limit
+        if self._loop.time() >= due:
+            self._handle = None
+            self._deadline.reschedule(due)  # in the past: expires now
+        else:
+            self._handle = self._loop.call_at(due, self._check)
+
+    def rearm(self, limit: float) -> None:
+        """Silence is measured against ``limit`` from now on (from the last batch)."""
+        self.limit = limit
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = self._loop.call_at(self.last + limit, self._check)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 @dataclass(frozen=True, slots=True)
 class RelayTimeouts:
     first_token_s: float
@@ -46,28 +85,30 @@ async def relay(
     (the engine request's) adds the engine's prompt and cached-prompt token counts to ``end``.
     """
     started_at = record.started_at or time.monotonic()
-    timeout = timeouts.first_token_s
-    while True:
-        try:
-            async with asyncio.timeout(timeout):
-                batch = await anext(stream)
-        except StopAsyncIteration:
-            break
-        except TimeoutError as exc:
-            raise EngineError(
-                ErrorCode.DECODE_TIMEOUT,
-                f"engine sent nothing for {timeout:g} s on replica {replica_id}",
-                engine=engine,
-                retriable=True,
-                retry_after_ms=1000,
-            ) from exc
-        if record.first_token_at is None:
-            record.first_token_at = time.monotonic()
-            timeout = timeouts.token_s
-        if not record.emit_tokens(batch):
-            return
-        if on_batch is not None:
-            on_batch(time.monotonic())
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(None) as deadline:
+            silence = _Silence(loop, deadline, timeouts.first_token_s)
+            try:
+                async for batch in stream:
+                    silence.last = loop.time()
+                    if record.first_token_at is None:
+                        record.first_token_at = time.monotonic()
+                        silence.rearm(timeouts.token_s)
+                    if not record.emit_tokens(batch):
+                        return
+                    if on_batch is not None:
+                        on_batch(time.monotonic())
+            finally:
+                silence.stop()
+    except TimeoutError as exc:
+        raise EngineError(
+            ErrorCode.DECODE_TIMEOUT,
+            f"engine sent nothing for {silence.limit:g} s on replica {replica_id}",
+            engine=engine,
+            retriable=True,
+            retry_after_ms=1000,
+        ) from exc
     decode_ms = int((time.monotonic() - (record.first_token_at or started_at)) * 1000)
     finish = "length" if record.tokens_out >= record.request.max_tokens else "stop"
     end = EndEvent(
