@@ -51,9 +51,14 @@ def frame(event_id: int, event: str, data: str) -> bytes:
 _TOKEN_FRAME = b'id: %d\nevent: token\ndata: {"t":%b,"i":%d}\n\n'
 
 
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
 class TaskRecord:
     __slots__ = (
-        "_wake",
+        "_waiters",
         "admitted_at",
         "finished_at",
         "first_token_at",
@@ -108,7 +113,7 @@ class TaskRecord:
         self.frames: list[bytes] = []
         self.readable = 0
         """Frames readers may see (all of them without a journal; the durable ones with one)."""
-        self._wake: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[bool]] | None = None
         self.journal: Journal | None = None
         self.seq = 0
         """Admission order (journaled tasks)."""
@@ -133,11 +138,12 @@ class TaskRecord:
         return self.finished_at is not None and self.readable == len(self.frames)
 
     def _notify(self) -> None:
-        wake = self._wake
-        if wake is not None:
-            self._wake = None
-            if not wake.done():
-                wake.set_result(None)
+        waiters = self._waiters
+        if waiters:
+            self._waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(True)
 
     def _publish(self) -> None:
         if self.journal is None:
@@ -195,10 +201,19 @@ class TaskRecord:
         False on timeout."""
         if cursor < self.readable or self.ended:
             return True
-        if self._wake is None:
-            self._wake = asyncio.get_running_loop().create_future()
+        # One future per waiting reader and one timer: wait_for(shield(...)) made two more futures,
+        # a task and a timeout per wake-up, i.e. per frame written at low rates.
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        if self._waiters is None:
+            self._waiters = [waiter]
+        else:
+            self._waiters.append(waiter)
+        timer = loop.call_later(within_s, _expire, waiter)
         try:
-            await asyncio.wait_for(asyncio.shield(self._wake), within_s)
-        except TimeoutError:
-            return False
-        return True
+            return await waiter
+        finally:
+            timer.cancel()
+            waiters = self._waiters
+            if waiters is not None and waiter in waiters:  # timed out (or cancelled): not notified
+                waiters.remove(waiter)
