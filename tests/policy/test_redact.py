@@ -99,6 +99,30 @@ def test_ordinary_text_is_left_alone() -> None:
     assert Redactor().redact(text) == (text, 0)
 
 
+@pytest.mark.parametrize(
+    "text",
+    ['{"max_tokens": 2000, "seed": 1}', "prompt_tokens=12345", "MAX_TOKENS: '4096'", '"cached_tokens":1024}'],
+)
+def test_token_counts_are_not_secrets(text: str) -> None:
+    # Every stored task record has its request's max_tokens: a count, not a credential.
+    assert Redactor().redact(text) == (text, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [("token: 123456", "token: "), ("tokens=1234abcd", "tokens="), ("refresh_tokens: 'abcdefgh'", "refresh_tokens: '")],
+)
+def test_token_words_with_other_values_are_still_hidden(text: str, kept: str) -> None:
+    assert Redactor().redact(text)[0].startswith(kept + REDACTED)
+
+
+def test_structured_token_counts_are_kept() -> None:
+    value = {"max_tokens": 2000, "usage": {"prompt_tokens": 12}, "refresh_tokens": ["abc"], "api_tokens": True}
+    assert Redactor().redact_value(value) == {
+        "max_tokens": 2000, "usage": {"prompt_tokens": 12}, "refresh_tokens": REDACTED, "api_tokens": REDACTED,
+    }  # fmt: skip
+
+
 def test_the_process_wide_redactor_can_be_extended(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLORCH_TEST_UPSTREAM_KEY", CANARY)
     configured = RedactionConfig(patterns=["corp-[0-9]+"], literals_env=["LLORCH_TEST_UPSTREAM_KEY", "UNSET_VAR_X"])
@@ -125,9 +149,10 @@ _PLAIN_WHOLE = [
     re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
     re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
 ]
+_PLAIN_TOKEN_COUNT = r"tokens[\"']?\s*[:=]\s*[\"']?\d+(?![\w.-])"  # a count (max_tokens: 2000), not a secret
 _PLAIN_VALUE = [
     re.compile(r"(?i)(\b(?:bearer|basic)\s+)(?!\[REDACTED\])[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(rf"(?i)(\b[\w.-]*{_PLAIN_SECRET_WORD}[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"',;&]{{4,}}"),
+    re.compile(rf"(?i)(\b[\w.-]*(?!{_PLAIN_TOKEN_COUNT}){_PLAIN_SECRET_WORD}[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"',;&]{{4,}}"),
     re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)(?!\[REDACTED\])[^\s@/]+(?=@)"),
 ]
 
@@ -149,6 +174,7 @@ _PIECES = [
     "hf_", "AKIA", "ASIA", "AIza", "eyJ", "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----",
     "https://", "user:", "@host", "=", ": ", ":", "'", '"', " ", "\n", ";", "&", ",", ".", "-", "_", "abcdefghij",
     "ABCDEFGHIJKLMNOP0123", "0123456789", "\u017f", "\u212a", "\u0130", REDACTED, "event: token\ndata: {\"t\":1}",
+    "2000", "}", "max_",
 ]  # fmt: skip
 
 

@@ -76,3 +76,14 @@ async def test_failed_and_cancelled_tasks_leave_records(serve: Serve, http: aioh
     assert rec_queued["content"]["replica"] is None
     (rec_head,) = await records_of(http, base, head["task_id"])
     assert rec_head["content"]["state"] == "cancelled"
+
+
+async def test_a_record_keeps_its_token_counts(serve: Serve, http: aiohttp.ClientSession) -> None:
+    # "max_tokens": 2000 has the shape of "token: <value>": the redactor once hid it (and broke the
+    # record's JSON text, so the record went through a slower redaction of the whole value).
+    base = await serve(fast_config(mock=MockSettings(tokens_per_s=20, first_token_ms=1, slots=1)))
+    task = await submit(http, base, max_tokens=2000)
+    async with http.post(f"{base}/v1/tasks/{task['task_id']}/cancel") as resp:
+        assert resp.status == 204
+    (record,) = await records_of(http, base, task["task_id"])
+    assert record["content"]["request"]["max_tokens"] == 2000

@@ -49,6 +49,8 @@ _WHOLE: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     (re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"), ("AIza",)),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), ("eyJ",)),  # JWT
 ]  # fmt: skip
+# A count of tokens (``"max_tokens": 2000``, ``prompt_tokens=4096``): the plural word with a number.
+_TOKEN_COUNT = r"tokens[\"']?\s*[:=]\s*[\"']?\d+(?![\w.-])"
 _SECRET_WORD = r"(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)s?"
 # Keep the name, hide the value: "Authorization: Bearer x", "api_key = 'x'", "PASSWORD=x", URLs with user:pass@.
 # The name's own prefix (``my_api_key``) is kept as it is, so a match starts at the secret word; the
@@ -56,7 +58,8 @@ _SECRET_WORD = r"(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|priv
 # Each has a case-insensitive guard (a match implies one) or literals, as above.
 _VALUE: list[tuple[re.Pattern[str], re.Pattern[str] | tuple[str, ...]]] = [
     (re.compile(r"(?i)(\b(?:bearer|basic)\s+)(?!\[REDACTED\])[A-Za-z0-9._~+/=-]{8,}"), re.compile(r"(?i)bearer|basic")),
-    (re.compile(rf"(?i)(?=[pstac])({_SECRET_WORD}[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"',;&]{{4,}}"), ()),
+    (re.compile(rf"(?i)(?=[pstac])(?!{_TOKEN_COUNT})({_SECRET_WORD}[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"',;&]{{4,}}"),
+     ()),
     (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)(?!\[REDACTED\])[^\s@/]+(?=@)"), ("://",)),
 ]  # fmt: skip
 _GUARD_WORDS = {"(?i)bearer|basic": ("bearer", "basic")}
@@ -175,7 +178,12 @@ class Redactor:
         if isinstance(value, Mapping):
             out: dict[Any, Any] = {}
             for key, item in value.items():
-                if isinstance(key, str) and _SECRET_KEY.match(key) and item not in (None, "", REDACTED):
+                if (
+                    isinstance(key, str)
+                    and _SECRET_KEY.match(key)
+                    and item not in (None, "", REDACTED)
+                    and not (type(item) is int and key.lower().endswith("tokens"))  # max_tokens: a count
+                ):
                     out[key] = REDACTED
                 else:
                     out[self.clean(key) if isinstance(key, str) else key] = self.redact_value(item)
