@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -108,6 +109,8 @@ async def run(
     total = sum(s.tokens for s in stats)
     window = max(s.last for s in got) - min(s.first for s in got) if got else float("nan")
     lat = sorted(x for s in stats for x in s.latencies_ns)
+    if os.environ.get("RC_DUMP"):
+        json.dump([s.latencies_ns for s in stats], open(os.environ["RC_DUMP"], "w"))
     errors = [s.error for s in stats if s.error]
     short = sum(1 for s in stats if s.tokens != tokens)
     return {

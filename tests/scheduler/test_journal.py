@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from pathlib import Path
 
 import pytest
@@ -178,3 +180,38 @@ async def test_a_task_forgotten_before_its_scrub_is_not_scrubbed(store: Counting
     await journal.aclose()
     assert not any(b.scrubbed for b in store.batches)
     assert (await SqliteStore(store.inner.path).recover()).tasks == []
+
+
+async def test_scrubs_yield_to_streaming_tasks_but_are_not_starved(store: Counting) -> None:
+    """While tasks stream, each scrub slice is followed by a pause (background work takes at most
+    a fifth of the loop); the scrubs still all happen, and commits go on between them."""
+    loop = asyncio.get_running_loop()
+    slices: list[float] = []
+
+    def slow_redact(text: str) -> str:
+        slices.append(loop.time())
+        time.sleep(0.01)  # a scrub that takes 10 ms of the loop (blocking on purpose)
+        return text
+
+    journal = Journal(store, commit_interval_s=0.0, redact=slow_redact)
+    journal.busy = lambda: True  # tasks stream all along
+    journal.start()
+    records = [record(n) for n in range(3)]
+    for rec in records:
+        journal.admit(rec, b"{}", wall=1.0)
+    await journal.committed()
+    for rec in records:
+        rec.finish("end", "{}", TaskState.done)
+    await journal.committed()
+    for _ in range(500):  # bounded
+        if journal.scrubs_pending == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert journal.scrubs_pending == 0
+    # Two redactions (request, events) per task; a slice ends after the first task past 2 ms.
+    # Between slices: the slice's own 20 ms plus a pause of four times that.
+    starts = slices[::2]
+    assert len(starts) == 3
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(gap >= 0.9 * 5 * 0.02 for gap in gaps), gaps
+    await journal.aclose()

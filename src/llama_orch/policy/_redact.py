@@ -64,21 +64,16 @@ _VALUE: list[tuple[re.Pattern[str], re.Pattern[str] | tuple[str, ...]]] = [
 ]  # fmt: skip
 _GUARD_WORDS = {"(?i)bearer|basic": ("bearer", "basic")}
 """The lower-case words of each regex guard above, for ASCII text."""
-_WORD_STARTS = ("passw", "secret", "token", "api", "access", "private", "credential")
-"""How every alternative of ``_SECRET_WORD`` begins (lower case)."""
+_WORD_HITS = re.compile(rf"{_SECRET_WORD}[\"']?\s*[:=]")
+"""Where the secret-word pattern could match, in ASCII lower case: a secret word and its ``:``/``=``."""
 
 
 def _matches_at_a_word(pattern: re.Pattern[str], text: str, lower: str) -> bool:
     """Whether ``pattern`` (which only matches where a secret word begins) matches anywhere in
-    ``text``: tried only where one begins, found by substring search in ``lower`` (its ASCII lower case).
-    An event log has ``token`` in every frame; scanning it with the pattern costs ~40x more."""
-    for word in _WORD_STARTS:
-        at = lower.find(word)
-        while at != -1:
-            if pattern.match(text, at) is not None:
-                return True
-            at = lower.find(word, at + 1)
-    return False
+    ``text``: tried only where a secret word and its ``:`` or ``=`` are, found in ``lower`` (the
+    ASCII lower case of ``text``) by one case-sensitive scan. An event log has ``token`` in every
+    frame (``event: token``); trying the pattern at each costs ~40x more than this scan."""
+    return any(pattern.match(text, hit.start()) is not None for hit in _WORD_HITS.finditer(lower))
 
 
 _SECRET_KEY = re.compile(

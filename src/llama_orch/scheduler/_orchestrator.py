@@ -144,8 +144,10 @@ class Orchestrator:
         # A pool whose model cannot be provisioned stays unready (503 POOL_UNREADY), never hangs.
         await asyncio.gather(*(pool.provision_model() for pool in self.pools.values()))
         if self.records is not None:
+            self.records.busy = self.streaming
             self.records.start()
         if self.journal is not None:
+            self.journal.busy = self.streaming
             self.recovery = restore(self, await self.journal.store.recover())
             if not self.recovery.empty:
                 log.info(self.recovery.summary(), extra={"narration": "crash recovery"})
@@ -257,6 +259,10 @@ class Orchestrator:
         return Admitted(
             task_id, pool.pool_id, request.session_id, pushed.position, predicted_ms, backoff, request.priority.value
         )
+
+    def streaming(self) -> bool:
+        """Whether any task is running now (background work yields to them)."""
+        return any(pool.streaming for pool in self.pools.values())
 
     def pools_changed(self) -> None:
         """Call after a pool's model or limits change (reload): forget cached pool matches."""

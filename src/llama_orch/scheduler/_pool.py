@@ -132,6 +132,11 @@ class Pool:
         return self.replica_set.running
 
     @property
+    def streaming(self) -> bool:
+        """Whether a task of this pool is running now."""
+        return bool(self._runners)
+
+    @property
     def total_slots(self) -> int:
         return self.replica_set.total_slots
 

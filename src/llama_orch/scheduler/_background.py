@@ -1,0 +1,32 @@
+"""Background work yields to streaming: task records and the at-rest scrub while tasks stream.
+
+What a task's end leaves to do — its record artifact (redacted, canonicalized, written), its event
+log redacted at rest — is milliseconds of CPU on the event loop per task, and tasks often end
+together. Done at once, a burst of ends holds up the tokens of every task still streaming. So
+while any task streams, each piece of background work is followed by a pause long enough that
+background work takes at most :data:`BACKGROUND_SHARE` of the loop; when nothing streams it runs
+back to back. Nothing is dropped or skipped, only spread out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+BACKGROUND_SHARE = 0.2
+"""The most of the event loop background work takes while tasks stream."""
+
+MAX_PAUSE_S = 0.5
+"""No pause is longer than this, however long the piece before it took."""
+
+Busy = Callable[[], bool]
+"""Whether any task is streaming now."""
+
+
+def pause_after(elapsed_s: float, busy: Busy | None) -> float:
+    """How long to wait after a piece of background work that took ``elapsed_s`` (0 when idle)."""
+    if busy is None or elapsed_s <= 0 or not busy():
+        return 0.0
+    return min(MAX_PAUSE_S, elapsed_s * (1 / BACKGROUND_SHARE - 1))
+
+
+__all__ = ["BACKGROUND_SHARE", "MAX_PAUSE_S", "Busy", "pause_after"]
