@@ -159,6 +159,7 @@ def report_relay(r: dict[str, Any]) -> str:
             "through tok/s",
             "direct p50/p99 ms",
             "through p50/p99 ms",
+            "through p99 ms: last 50 tok / rest",
             "added p50/p99 ms",
             "added p99 min..max (runs)",
             "orchestratord CPU % (us/token)",
@@ -175,6 +176,8 @@ def report_relay(r: dict[str, Any]) -> str:
                 _f(t["tokens_per_s"], 0),
                 f"{_f(d['latency_p50_ms'], 2)} / {_f(d['latency_p99_ms'], 2)}",
                 f"{_f(t['latency_p50_ms'], 2)} / {_f(t['latency_p99_ms'], 2)}",
+                f"{_f(t.get('latency_p99_ms_last_50', math.nan), 2)} / "
+                f"{_f(t.get('latency_p99_ms_before_last_50', math.nan), 2)}",
                 f"{_f(s['added_p50_ms'], 2)} / {_f(s['added_p99_ms'], 2)}",
                 f"{_f(s['added_p99_ms_min'], 2)}..{_f(s['added_p99_ms_max'], 2)} ({s['repeats']})",
                 f"{_f(t['cpu_pct'].get('orchestratord', math.nan))} "

@@ -14,15 +14,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from benchmarks._common import cpu_seconds, percentile, sched_seconds
+
+TAIL_TOKENS = 50
+"""The last tokens of each stream, reported apart (tasks end together: their end work lands there)."""
 
 STAMP = re.compile(rb'"(\d{16,20}) "')
 PROMPT = "Relay benchmark: write a long story about a queue that never fills."
@@ -85,7 +88,7 @@ async def _orch(session: aiohttp.ClientSession, base: str, tokens: int, seed: in
 
 
 async def run(
-    mode: str, base: str, streams: int, tokens: int, timeout_s: float, watch: dict[str, int]
+    mode: str, base: str, streams: int, tokens: int, timeout_s: float, watch: dict[str, int], dump: Path | None = None
 ) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=0)
     stats = [StreamStats() for _ in range(streams)]
@@ -109,8 +112,11 @@ async def run(
     total = sum(s.tokens for s in stats)
     window = max(s.last for s in got) - min(s.first for s in got) if got else float("nan")
     lat = sorted(x for s in stats for x in s.latencies_ns)
-    if os.environ.get("RC_DUMP"):
-        json.dump([s.latencies_ns for s in stats], open(os.environ["RC_DUMP"], "w"))
+    if dump is not None:
+        await asyncio.to_thread(dump.write_text, json.dumps([s.latencies_ns for s in stats]))
+    # Where the tail is: the last 50 tokens of every stream (when tasks end, together) vs the rest.
+    tail = sorted(x for s in stats for x in s.latencies_ns[-TAIL_TOKENS:])
+    body = sorted(x for s in stats for x in s.latencies_ns[:-TAIL_TOKENS])
     errors = [s.error for s in stats if s.error]
     short = sum(1 for s in stats if s.tokens != tokens)
     return {
@@ -126,6 +132,8 @@ async def run(
         "latency_p50_ms": round(percentile(lat, 50) / 1e6, 3),
         "latency_p99_ms": round(percentile(lat, 99) / 1e6, 3),
         "latency_max_ms": round(lat[-1] / 1e6, 3) if lat else float("nan"),
+        "latency_p99_ms_last_50": round(percentile(tail, 99) / 1e6, 3),
+        "latency_p99_ms_before_last_50": round(percentile(body, 99) / 1e6, 3),
         "samples": len(lat),
         "cpu_pct": {name: round(100 * (cpu1[name] - cpu0[name]) / wall, 1) for name in cpu0},
         # Time each watched process's main thread was runnable but waited for a CPU (other work on the machine).
@@ -142,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--watch", action="append", default=[], metavar="NAME=PID", help="report this CPU use")
+    parser.add_argument("--dump", type=Path, help="write every stream's per-token latencies (ns) here as JSON")
     args = parser.parse_args(argv)
     watch = {name: int(pid) for name, _, pid in (w.partition("=") for w in args.watch)}
     try:
@@ -150,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         uvloop.install()
     except ImportError:
         pass
-    result = asyncio.run(run(args.mode, args.base, args.streams, args.tokens, args.timeout, watch))
+    result = asyncio.run(run(args.mode, args.base, args.streams, args.tokens, args.timeout, watch, args.dump))
     print(json.dumps(result), flush=True)
 
 
