@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from llama_orch.scheduler import Batch, SqliteStore
-from llama_orch.scheduler._store import EventsRow, SessionRow, TaskRow, TaskStateRow
+from llama_orch.scheduler._store import EventsRow, ScrubRow, SessionRow, TaskRow, TaskStateRow
 from llama_orch_api import TaskRequest
 
 
@@ -121,6 +121,23 @@ async def test_a_truncated_file_gives_back_what_it_can_and_says_what_it_cannot(
     await third.aclose()
 
 
+@pytest.mark.parametrize("keep", [0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.9])
+async def test_a_journal_cut_anywhere_is_salvaged_once_and_in_bounded_time(tmp_path: Path, keep: float) -> None:
+    """A damaged tree gives rows out of order (and again after a resumed scan): salvage once looped
+    for ever on a file cut in its tasks table. Each row is taken once, every cut ends."""
+    path = tmp_path / "tasks.sqlite3"
+    store = await filled(path, tasks=400)
+    await store.aclose()
+    with path.open("r+b") as fh:
+        fh.truncate(int(path.stat().st_size * keep))
+    found = await SqliteStore(path).recover()
+    assert found.problems
+    ids = [t.row.task_id for t in found.tasks]
+    assert len(ids) == len(set(ids))
+    for stored in found.tasks:  # no events row twice (t1 has 3 token frames, the others 2)
+        assert stored.frames.count(b"event: token") <= 3
+
+
 async def test_overwritten_pages_in_the_middle(tmp_path: Path) -> None:
     path = tmp_path / "tasks.sqlite3"
     store = await filled(path, tasks=400)
@@ -181,12 +198,12 @@ async def test_a_schema_1_journal_is_migrated_with_everything_in_it(tmp_path: Pa
     assert found.tasks[0].state == TaskStateRow("t1", "done", "default/r0", True, 5.0)
     assert found.tasks[0].scrubbed and not found.tasks[1].scrubbed  # schema 1 scrubbed in the ending commit
     assert [s.session_id for s in found.sessions] == ["s1"]
-    # The journal goes on in schema 2: new writes land, and nothing of the old file is left beside it.
+    # The journal goes on in schema 3: new writes land, and nothing of the old file is left beside it.
     await store.write(Batch(admitted=[task(4)], events=[frames("t2", 2, 1)]))
     await store.aclose()
     assert names_in(tmp_path) == ["tasks.sqlite3"]
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    assert check.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
     check.close()
     again = SqliteStore(path)
     refound = await again.recover()
@@ -196,13 +213,74 @@ async def test_a_schema_1_journal_is_migrated_with_everything_in_it(tmp_path: Pa
 
 
 async def test_rows_are_keyed_by_seq_not_by_the_task_id(tmp_path: Path) -> None:
-    """No index on the random task id: tasks append by seq, events are found by seq."""
+    """No index on the random task id (tasks append by seq), and none on events at all: a task's
+    events are deleted by the rowid span the store keeps, filtered by seq."""
     store = await filled(tmp_path / "tasks.sqlite3", tasks=3)
     await store.aclose()
     conn = sqlite3.connect(tmp_path / "tasks.sqlite3")
     indexes = {name: sql for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
-    plan = " ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN DELETE FROM events WHERE seq = 2"))
+    sql = "EXPLAIN QUERY PLAN DELETE FROM events WHERE rowid BETWEEN 2 AND 5 AND seq = 2"
+    plan = " ".join(str(r[-1]) for r in conn.execute(sql))
     on_tasks = conn.execute("PRAGMA index_list(tasks)").fetchall()  # an automatic one for a TEXT key too
+    on_events = conn.execute("PRAGMA index_list(events)").fetchall()
     conn.close()
-    assert on_tasks == [] and not any("task_id" in (sql or "") for sql in indexes.values()), indexes
-    assert "events_seq" in indexes and "USING INDEX events_seq" in plan
+    assert on_tasks == [] and on_events == [] and not any("events" in (sql or "") for sql in indexes.values())
+    assert "INTEGER PRIMARY KEY" in plan, plan  # a rowid range, not a scan of the table
+
+
+async def test_interleaved_events_are_deleted_task_by_task(tmp_path: Path) -> None:
+    """Rows of streaming tasks interleave in commit order: forgetting or scrubbing one task takes
+    its rows only, before and after a restart (the spans are read again from the file)."""
+    path = tmp_path / "tasks.sqlite3"
+    store = SqliteStore(path)
+    await store.recover()
+    await store.write(Batch(admitted=[task(n) for n in (1, 2, 3)]))
+    for first in range(1, 7):  # six commits, each with a row of every task
+        await store.write(Batch(events=[frames(f"t{n}", first, 1) for n in (1, 2, 3)]))
+    await store.write(Batch(forgotten_tasks=["t2"]))
+    await store.write(Batch(scrubbed=[ScrubRow("t1", b"{}", b"id: 1\nevent: end\ndata: {}\n\n")]))
+    await store.write(Batch(events=[frames("t3", 7, 1)]))
+    await store.aclose()
+    again = SqliteStore(path)
+    found = await again.recover()
+    by_id = {t.row.task_id: t for t in found.tasks}
+    assert sorted(by_id) == ["t1", "t3"] and found.problems == []
+    assert by_id["t1"].frames == b"id: 1\nevent: end\ndata: {}\n\n" and by_id["t1"].scrubbed
+    assert by_id["t3"].frames.count(b"event: token") == 7
+    await again.write(Batch(forgotten_tasks=["t3"], events=[frames("t1", 2, 1)]))
+    await again.aclose()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT seq, count(*) FROM events GROUP BY seq").fetchall() == [(1, 2)]
+    conn.close()
+
+
+async def test_a_failed_write_leaves_the_spans_right(tmp_path: Path) -> None:
+    store = await filled(tmp_path / "tasks.sqlite3", tasks=2)
+    with pytest.raises(sqlite3.IntegrityError):  # refused after its events and delete ran
+        await store.write(Batch(events=[frames("t2", 3, 5)], forgotten_tasks=["t1"], admitted=[task(2)]))
+    await store.write(Batch(forgotten_tasks=["t2"]))
+    await store.aclose()
+    found = await SqliteStore(tmp_path / "tasks.sqlite3").recover()
+    assert [(t.row.task_id, t.frames.count(b"event: token")) for t in found.tasks] == [("t1", 3)]
+
+
+async def test_a_schema_2_journal_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.sqlite3"
+    store = await filled(path, tasks=3)
+    await store.aclose()
+    conn = sqlite3.connect(path)  # as schema 2 left it
+    conn.execute("CREATE INDEX events_seq ON events (seq)")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    conn.commit()
+    conn.close()
+    again = SqliteStore(path)
+    found = await again.recover()
+    assert found.problems == [] and [t.row.task_id for t in found.tasks] == ["t1", "t2", "t3"]
+    assert found.tasks[0].frames.count(b"event: token") == 3
+    await again.write(Batch(forgotten_tasks=["t2"]))
+    await again.aclose()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+    assert conn.execute("PRAGMA index_list(events)").fetchall() == []
+    assert conn.execute("SELECT DISTINCT seq FROM events ORDER BY seq").fetchall() == [(1,), (3,)]
+    conn.close()
