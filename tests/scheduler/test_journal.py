@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 import time
 from pathlib import Path
 
@@ -215,3 +216,31 @@ async def test_scrubs_yield_to_streaming_tasks_but_are_not_starved(store: Counti
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(gap >= 0.9 * 5 * 0.02 for gap in gaps), gaps
     await journal.aclose()
+
+
+async def test_a_log_redaction_leaves_alone_stays_where_it_is(store: Counting) -> None:
+    """Rewriting the rows of a task that streamed beside others rewrites every page they share: a
+    scrub that changes nothing in the event log only marks the task scrubbed."""
+    secret = "hunter2-canary-7f3a"
+    journal = Journal(store, commit_interval_s=0.0, redact=lambda text: text.replace(secret, "[REDACTED]"))
+    journal.start()
+    plain, leaky = record(1), record(2)
+    for rec in (plain, leaky):
+        journal.admit(rec, b"{}", wall=1.0)
+    for n in range(3):  # three commits, each with a row of both tasks
+        plain.emit_tokens([f"word{n}"])
+        leaky.emit_tokens([secret if n == 1 else f"word{n}"])
+        await journal.committed()
+    for rec in (plain, leaky):
+        rec.finish("end", "{}", TaskState.done)
+    await journal.committed()
+    await journal.scrub()
+    await journal.aclose()
+    conn = sqlite3.connect(store.inner.path)
+    rows = dict(conn.execute("SELECT seq, count(*) FROM events GROUP BY seq").fetchall())
+    conn.close()
+    assert rows == {1: 4, 2: 1}  # 3 token commits and the end, as written; the leaky one rewritten whole
+    found = {t.row.task_id: t for t in (await SqliteStore(store.inner.path).recover()).tasks}
+    assert found["t1"].scrubbed and found["t2"].scrubbed
+    assert found["t1"].frames == b"".join(plain.frames)
+    assert secret.encode() not in found["t2"].frames and found["t2"].frames.count(b"[REDACTED]") == 1

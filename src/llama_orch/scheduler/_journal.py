@@ -225,8 +225,10 @@ class Journal:
     def _scrub(self, record: TaskRecord, count: int) -> ScrubRow:
         assert self.redact is not None
         body = self.redact(record.request.model_dump_json(exclude_none=True))
-        frames = self.redact(b"".join(record.frames[:count]).decode("utf-8", "surrogateescape"))
-        return ScrubRow(record.task_id, body.encode(), frames.encode("utf-8", "surrogateescape"))
+        text = b"".join(record.frames[:count]).decode("utf-8", "surrogateescape")
+        frames = self.redact(text)
+        redacted = None if frames == text else frames.encode("utf-8", "surrogateescape")
+        return ScrubRow(record.task_id, body.encode(), redacted)
 
     def _ready(self, record: TaskRecord) -> bool:
         return record.task_id not in self._dirty and record.persisted >= len(record.frames)

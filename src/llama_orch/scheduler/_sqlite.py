@@ -299,12 +299,13 @@ class SqliteStore(TaskStore):
                 conn.executemany(
                     "UPDATE tasks SET body = ?, scrubbed = 1 WHERE seq = ?", [(r.body, n) for n, r in scrubbed]
                 )
-                self._delete_events([n for n, _ in scrubbed])
-                if scrubbed:
+                rewritten = [(n, r) for n, r in scrubbed if r.frames is not None]
+                self._delete_events([n for n, _ in rewritten])
+                if rewritten:
                     conn.executemany(
-                        "INSERT INTO events VALUES (?, 1, ?, ?)", [(n, r.task_id, r.frames) for n, r in scrubbed]
+                        "INSERT INTO events VALUES (?, 1, ?, ?)", [(n, r.task_id, r.frames) for n, r in rewritten]
                     )
-                    self._appended([n for n, _ in scrubbed])
+                    self._appended([n for n, _ in rewritten])
             if batch.sessions:
                 conn.executemany(
                     "INSERT OR REPLACE INTO sessions VALUES (?, ?)",

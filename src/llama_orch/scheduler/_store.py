@@ -69,7 +69,9 @@ class ScrubRow:
 
     task_id: str
     body: bytes
-    frames: bytes
+    frames: bytes | None
+    """None: redaction changed nothing in the event log, which stays as it is (rewriting the rows of
+    a task that streamed beside others rewrites every page they share: ~24 ms for 2,000 tokens)."""
 
 
 @dataclass(frozen=True, slots=True)

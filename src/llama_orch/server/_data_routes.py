@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiohttp import web
@@ -42,14 +43,25 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
+    # At high token rates a stream gets a write per journal commit (one a millisecond); frames that
+    # come sooner than this after a write wait for the next, which takes them all.
+    gap = request.app[CONFIG].server.sse_min_write_interval_ms / 1000
+    loop = asyncio.get_running_loop()
+    written_at = 0.0
     record.readers += 1  # a task being read is no orphan
     try:
         while True:
             end = record.readable
             if cursor < end:
+                if gap and not record.ended:
+                    wait = written_at + gap - loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                        continue
                 frames = record.frames
                 # Everything already readable goes out in one write (coalescing is worth 3x).
                 await response.write(b"".join(frames[cursor:end]) if end - cursor > 1 else frames[cursor])
+                written_at = loop.time()
                 cursor = end
                 continue
             if record.ended:

@@ -41,6 +41,13 @@ class ServerConfig(StrictModel):
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     heartbeat_s: float = Field(default=10.0, gt=0, description="SSE comment interval while idle.")
+    sse_min_write_interval_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=100,
+        description="Shortest time between two writes to one SSE stream: frames that become readable "
+        "sooner go out together in the next write (fewer writes at high token rates; 0: every frame at once).",
+    )
     metrics_interval_s: float = Field(default=1.0, gt=0, description="SSE metrics frame interval.")
     event_retention_s: float = Field(
         default=300.0, ge=0, description="How long a finished task's events stay readable."
