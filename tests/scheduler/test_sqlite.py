@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from llama_orch.scheduler import Batch, SqliteStore
+from llama_orch.scheduler._sqlite import FORGET_BULK
 from llama_orch.scheduler._store import EventsRow, ScrubRow, SessionRow, TaskRow, TaskStateRow
 from llama_orch_api import TaskRequest
 
@@ -284,3 +285,51 @@ async def test_a_schema_2_journal_is_upgraded_in_place(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA index_list(events)").fetchall() == []
     assert conn.execute("SELECT DISTINCT seq FROM events ORDER BY seq").fetchall() == [(1,), (3,)]
     conn.close()
+
+
+def tasks_in(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [r[0] for r in conn.execute("SELECT task_id FROM tasks ORDER BY seq")]
+    finally:
+        conn.close()
+
+
+async def test_forgotten_tasks_are_deleted_in_bulk(tmp_path: Path) -> None:
+    """Past retention, tasks wait to be deleted FORGET_BULK at a time (or at close): one DELETE
+    rewrites each page their interleaved rows share once."""
+    path = tmp_path / "tasks.sqlite3"
+    count = FORGET_BULK + 2
+    store = await filled(path, tasks=count)
+    await store.write(Batch(forgotten_tasks=["t1", "t2"]))
+    assert tasks_in(path)[:2] == ["t1", "t2"]  # not yet
+    await store.write(Batch(forgotten_tasks=[f"t{n}" for n in range(3, FORGET_BULK + 1)]))
+    assert tasks_in(path) == [f"t{n}" for n in range(FORGET_BULK + 1, count + 1)]  # the bulk is gone
+    await store.write(Batch(forgotten_tasks=[f"t{count}"]))
+    await store.aclose()  # the rest at close
+    assert tasks_in(path) == [f"t{FORGET_BULK + 1}"]
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT DISTINCT task_id FROM events").fetchall() == [(f"t{FORGET_BULK + 1}",)]
+    conn.close()
+
+
+async def test_a_crash_before_the_bulk_brings_forgotten_tasks_back_whole(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.sqlite3"
+    store = await filled(path, tasks=3)
+    await store.write(Batch(forgotten_tasks=["t2"]))
+    # No aclose: the process died. t2 comes back as it was (retention forgets it again).
+    found = await SqliteStore(path).recover()
+    assert [t.row.task_id for t in found.tasks] == ["t1", "t2", "t3"] and found.lost_task_ids == []
+    assert found.tasks[1].frames.count(b"event: token") == 2
+
+
+async def test_an_id_used_again_does_not_meet_its_old_rows(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.sqlite3"
+    store = await filled(path, tasks=2)
+    await store.write(Batch(forgotten_tasks=["t2"]))
+    again = TaskRow("t2", 9, "default", b'{"prompt":"new","max_tokens":4}', 2000.0, 0, 0)
+    await store.write(Batch(admitted=[again], events=[frames("t2", 1, 1)]))
+    await store.aclose()
+    found = await SqliteStore(path).recover()
+    by_id = {t.row.task_id: t for t in found.tasks}
+    assert by_id["t2"].row == again and by_id["t2"].frames.count(b"event: token") == 1

@@ -45,6 +45,10 @@ SCHEMA_VERSION = 3
 """3: no index on events (see ``_SCHEMA``); 2: rows keyed by the admission sequence number (appends at
 the end of one B-tree, no index on the random task id), upgraded in place; 1 (keyed by task id) is
 migrated at start."""
+FORGET_BULK = 64
+"""Tasks past retention are deleted this many at a time (at the latest when the store closes): the
+rows of tasks that streamed together share pages, and one DELETE for all of them rewrites each page
+once instead of once per task (32 tasks of 2,000 interleaved rows: 59 ms in one, 826 ms one by one)."""
 CHECKPOINT_PAGES = 4000
 """Checkpoint (in a thread) once the WAL has grown by about this many pages (~16 MB)."""
 _SALVAGE_PROBES = 20_000
@@ -95,6 +99,9 @@ class SqliteStore(TaskStore):
         self._checkpoint: asyncio.Task[None] | None = None
         self._seq: dict[str, int] = {}
         """task id -> seq of every task in the file (rows are keyed by seq)."""
+        self._forgetting: dict[str, int] = {}
+        """task id -> seq of tasks forgotten but not deleted yet (see ``FORGET_BULK``); a crash before
+        they are deleted brings them back at start, ended, and retention forgets them again."""
         self._spans: dict[int, list[int]] | None = {}
         """seq -> [first, last] rowid of the task's events rows (None: to be read again from the file)."""
 
@@ -157,12 +164,23 @@ class SqliteStore(TaskStore):
                 span[1] = rowid
 
     def _delete_events(self, seqs: list[int]) -> None:
-        """Delete the events rows of ``seqs`` (a rowid range scan each, no index)."""
+        """Delete the events rows of ``seqs``: one rowid range scan (no index) for all of them."""
         assert self._conn is not None and self._spans is not None
         spans = self._spans
-        ranges = [(span[0], span[1], n) for n in seqs if (span := spans.pop(n, None)) is not None]
-        if ranges:
-            self._conn.executemany("DELETE FROM events WHERE rowid BETWEEN ? AND ? AND seq = ?", ranges)
+        found = [(n, span) for n in seqs if (span := spans.pop(n, None)) is not None]
+        for at in range(0, len(found), 500):  # well under SQLite's limit of bound values
+            part = found[at : at + 500]
+            lo, hi = min(span[0] for _, span in part), max(span[1] for _, span in part)
+            marks = ",".join("?" * len(part))
+            self._conn.execute(
+                f"DELETE FROM events WHERE rowid BETWEEN ? AND ? AND seq IN ({marks})", (lo, hi, *(n for n, _ in part))
+            )
+
+    def _delete_tasks(self, forgetting: dict[str, int]) -> None:
+        assert self._conn is not None
+        gone = list(forgetting.values())
+        self._delete_events(gone)
+        self._conn.executemany("DELETE FROM tasks WHERE seq = ?", [(n,) for n in gone])
 
     def _damage(self) -> tuple[str | None, int]:
         """Why the file cannot be trusted as a whole (None when it checks out), and its schema version."""
@@ -266,6 +284,8 @@ class SqliteStore(TaskStore):
         if conn is None:
             raise RuntimeError("the task store is not open (recover() first)")
         seq = self._seq
+        # Forgotten first: a task admitted in the same batch may take a forgotten one's id.
+        newly = {t: n for t in batch.forgotten_tasks if (n := seq.pop(t, None)) is not None}
         for r in batch.admitted:
             seq.setdefault(r.task_id, r.seq)
         if self._spans is None:  # a failed write left them unknown
@@ -313,18 +333,20 @@ class SqliteStore(TaskStore):
                 )
             if batch.deleted_sessions:
                 conn.executemany("DELETE FROM sessions WHERE session_id = ?", [(s,) for s in batch.deleted_sessions])
-            if batch.forgotten_tasks:
-                gone = [seq[t] for t in batch.forgotten_tasks if t in seq]
-                self._delete_events(gone)
-                conn.executemany("DELETE FROM tasks WHERE seq = ?", [(n,) for n in gone])
+            forgetting = {**self._forgetting, **newly} if newly else self._forgetting
+            # A task id used again (the client names its tasks) must not meet its old rows at start.
+            if len(forgetting) >= FORGET_BULK or any(r.task_id in forgetting for r in batch.admitted):
+                self._delete_tasks(forgetting)
+                forgetting = {}
             conn.execute("COMMIT")
         except BaseException:
             self._spans = None  # as the rolled-back transaction left them: read again before the next write
+            for t, n in newly.items():  # the journal gives the batch again
+                seq.setdefault(t, n)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        for t in batch.forgotten_tasks:
-            seq.pop(t, None)
+        self._forgetting = forgetting
         self._pages_since_checkpoint += 1 + (len(batch.admitted) + len(batch.events)) // 8
         self._maybe_checkpoint()
 
@@ -341,6 +363,16 @@ class SqliteStore(TaskStore):
             with contextlib.suppress(Exception):
                 await self._checkpoint
         if self._conn is not None:
+            if self._forgetting and self._spans is not None:
+                try:
+                    self._conn.execute("BEGIN")
+                    self._delete_tasks(self._forgetting)
+                    self._conn.execute("COMMIT")
+                    self._forgetting = {}
+                except sqlite3.Error as exc:
+                    log.warning("task journal: deleting %d forgotten task(s) failed: %s", len(self._forgetting), exc)
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
