@@ -8,9 +8,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-import rfc8785
 from pydantic import JsonValue
 
+from llama_orch.artifacts import _jcs
 from llama_orch.errors import OrchError
 from llama_orch_api import ErrorCode
 
@@ -27,7 +27,7 @@ def artifact_id(kind: str, content: JsonValue, parent: str | None) -> str:
     >>> artifact_id("plan", "# Plan", None)
     'sha256:56ea92b49e35a1a2d2bf80904fab4a2c69a39d26fb29638ec34f9f3a0a81ae74'
     """
-    envelope = rfc8785.dumps({"kind": kind, "content": content, "parent": parent})
+    envelope = _jcs.dumps({"kind": kind, "content": content, "parent": parent})
     return "sha256:" + hashlib.sha256(envelope).hexdigest()
 
 
@@ -47,12 +47,12 @@ def encode(kind: str, content: JsonValue, parent: str | None) -> Encoded:
 
     Equal to :func:`artifact_id` by construction: JCS sorts object keys, and ``content`` < ``kind``
     < ``parent``, so the canonical envelope is the three canonical members spliced in that order.
-    Splicing saves canonicalizing a large content twice (pure-Python JCS runs ~10 MB/s on objects).
+    Splicing saves canonicalizing a large content twice.
     Raises ``INVALID_PARAMS`` for values JCS refuses (integers beyond ±2**53, NaN, infinities).
     """
     try:
-        canonical = rfc8785.dumps(content)
-    except rfc8785.CanonicalizationError as exc:
+        canonical = _jcs.dumps(content)
+    except _jcs.CanonicalizationError as exc:
         raise OrchError(
             ErrorCode.INVALID_PARAMS,
             f"invalid request: content: not representable as RFC 8785 JSON ({exc})",
@@ -60,7 +60,7 @@ def encode(kind: str, content: JsonValue, parent: str | None) -> Encoded:
         ) from None
     digest = hashlib.sha256(b'{"content":')
     digest.update(canonical)
-    digest.update(b',"kind":' + rfc8785.dumps(kind) + b',"parent":' + rfc8785.dumps(parent) + b"}")
+    digest.update(b',"kind":' + _jcs.dumps(kind) + b',"parent":' + _jcs.dumps(parent) + b"}")
     if isinstance(content, str):
         data = content.encode("utf-8")
         return Encoded("sha256:" + digest.hexdigest(), data, "text", hashlib.sha256(data).hexdigest())
