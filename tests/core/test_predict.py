@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,6 +19,7 @@ from llama_orch.core import (
     predict_start_ms,
     retry_after_ms,
 )
+from llama_orch.core._predict import slot_init
 from llama_orch_api import Priority
 
 ms = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
@@ -272,3 +275,34 @@ def test_retry_after_uses_the_head_task_and_spreads_over_slots() -> None:
 @pytest.mark.parametrize(("queued", "expected"), [(0, 0), (4, 0), (5, 100), (8, 160), (10, 200)], ids=lambda x: str(x))
 def test_backoff_grows_from_half_full(queued: int, expected: int) -> None:
     assert backoff_ms(queued, 10, 100) == expected
+
+
+def test_slot_init_classes_build_as_their_dataclass_and_stay_frozen() -> None:
+    load = QueueLoad(
+        running=(RunningTask(1.0, 64, 2),), free_slots=0, queued_interactive=3, queued_batch=1,
+        tokens_interactive=192, tokens_batch=64, head_interactive=(64, 64), head_batch=(64,), total_slots=1,
+        capacity=10,
+    )  # fmt: skip
+    running = (RunningTask(started_at=1.0, max_tokens=64, tokens_out=2),)
+    same = QueueLoad(running, 0, 3, 1, 192, 64, (64, 64), (64,), 1, 10)
+    assert load == same and hash(load) == hash(same) and load.queued == 4
+    assert repr(load.running[0]) == "RunningTask(started_at=1.0, max_tokens=64, tokens_out=2)"
+    assert dataclasses.replace(load, free_slots=2).free_slots == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        load.free_slots = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        QueueLoad((), 0)  # type: ignore[call-arg]
+
+    @slot_init
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class WithDefault:
+        a: int
+        b: str = "b"
+
+    assert WithDefault(1) == WithDefault(1, "b") and WithDefault(a=2, b="c").b == "c"
+    with pytest.raises(TypeError):
+
+        @slot_init
+        @dataclasses.dataclass(frozen=True, slots=True)
+        class WithFactory:
+            a: list[int] = dataclasses.field(default_factory=list)

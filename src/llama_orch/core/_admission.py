@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from llama_orch.core._predict import QueueLoad, ServiceEstimator, predict_new
+from llama_orch.core._predict import QueueLoad, ServiceEstimator, predict_new, slot_init
 from llama_orch.core._states import PoolState
 from llama_orch.errors import AdmissionError, OrchError
 from llama_orch_api import Determinism, ErrorCode, TaskRequest, Workload
@@ -167,6 +167,7 @@ def check_limits(request: TaskRequest, pools: list[PoolLimits]) -> list[PoolLimi
     return fitting
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class PoolSnapshot:
     """One pool as admission sees it at a moment."""
@@ -182,6 +183,7 @@ class PoolSnapshot:
     """Why the pool is unready (its model could not be provisioned, no replica left)."""
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Admission:
     """Admission's decision: the pool to queue on and the predicted start."""
@@ -193,7 +195,7 @@ class Admission:
 def admit(request: TaskRequest, pools: Sequence[PoolSnapshot], now: float) -> Admission:
     """Choose the pool for ``request`` among ``pools`` (those whose limits fit it, see
     :func:`check_limits`), or raise :class:`AdmissionError`."""
-    admitting = [p for p in pools if p.admits]
+    admitting: Sequence[PoolSnapshot] = pools if len(pools) == 1 and pools[0].admits else [p for p in pools if p.admits]
     if not admitting:
         raise _not_admitting(pools)
     if len(admitting) == 1:

@@ -18,11 +18,42 @@ advice a refused or admitted client gets.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from llama_orch_api import Priority
+
+_C = TypeVar("_C", bound=type)
+
+
+def slot_init(cls: _C) -> _C:
+    """Give a frozen ``slots`` dataclass an ``__init__`` that stores each field through its slot's
+    descriptor. The generated one calls ``object.__setattr__`` per field (a frozen class refuses
+    plain assignment), about twice the cost; these are built several times per admission. Same
+    signature and defaults; the class stays frozen (assignment still raises), hashable, equal by value."""
+    fields = dataclasses.fields(cls)
+    namespace: dict[str, Any] = {}
+    params, body = [], []
+    for i, f in enumerate(fields):
+        if f.default_factory is not dataclasses.MISSING or not f.init:
+            raise TypeError(f"slot_init: {cls.__name__}.{f.name} needs the generated __init__")
+        namespace[f"_set{i}"] = cls.__dict__[f.name].__set__
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            namespace[f"_default{i}"] = f.default
+            params.append(f"{f.name}=_default{i}")
+        body.append(f"    _set{i}(self, {f.name})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body or ["    pass"]) + "\n"
+    exec(source, namespace)  # built from the dataclass's own field names, as dataclasses does
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    type.__setattr__(cls, "__init__", init)
+    return cls
 
 EXACT_PREDICTION_LIMIT = 64
 """Queued tasks replayed exactly when predicting a start; the rest count as fluid work."""
@@ -87,6 +118,7 @@ def predict_start_ms(
     return heap[0]
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class RunningTask:
     """A task decoding on a ready replica, as prediction sees it."""
@@ -97,6 +129,7 @@ class RunningTask:
     tokens_out: int
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class QueueLoad:
     """One pool's slots and queue at a moment: everything start-time prediction reads.
@@ -133,7 +166,9 @@ def head_needed(ready_slots: int) -> int:
 
 def predict_new(load: QueueLoad, priority: Priority, est: ServiceEstimator, now: float) -> float:
     """Milliseconds until a task of ``priority`` submitted at ``now`` would start."""
-    free_in = [est.remaining_ms(r.max_tokens, r.tokens_out, (now - r.started_at) * 1000) for r in load.running]
+    free_in: list[float] = []
+    for r in load.running:  # a loop, not a comprehension: no function call (admission's hot path)
+        free_in.append(est.remaining_ms(r.max_tokens, r.tokens_out, (now - r.started_at) * 1000))
     if load.free_slots:
         free_in.extend([0.0] * load.free_slots)
     if not free_in:  # no replica can take work now: assume one comes back within a typical task
@@ -151,7 +186,9 @@ def predict_new(load: QueueLoad, priority: Priority, est: ServiceEstimator, now:
     )
     head = head[:exact]
     first, fill, per_token = est.first_token_ms, est.fill_ratio, est.ms_per_token
-    services = [first + (m * fill if m * fill > 1.0 else 1.0) * per_token for m in head]
+    services: list[float] = []
+    for m in head:
+        services.append(first + (m * fill if m * fill > 1.0 else 1.0) * per_token)
     extra = 0.0
     if ahead_count > exact:
         tokens = load.tokens_interactive if interactive else load.tokens_interactive + load.tokens_batch

@@ -31,6 +31,7 @@ from llama_orch.core import (
     match_key,
     matching_pools,
 )
+from llama_orch.core._predict import slot_init
 from llama_orch.errors import AdmissionError, OrchError, QueueFullError
 from llama_orch.pools import Inventory, detect
 from llama_orch.scheduler import _views
@@ -57,6 +58,7 @@ log = logging.getLogger("llama_orch.orchestrator")
 JOURNAL_FILE = "tasks.sqlite3"
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Admitted:
     """A queued task, as the 202 answer describes it (an :class:`AdmissionResponse` on the wire)."""
@@ -213,8 +215,13 @@ class Orchestrator:
                 self._match_cache[key] = matching
         candidates = check_limits(request, matching)
         now = time.monotonic()
-        decision = admit(request, [self.pools[c.pool_id].snapshot(now) for c in candidates], now)
-        pool = self.pools[decision.pool_id]
+        pools = self.pools
+        if len(candidates) == 1:
+            pool = pools[candidates[0].pool_id]
+            decision = admit(request, (pool.snapshot(now),), now)
+        else:
+            decision = admit(request, [pools[c.pool_id].snapshot(now) for c in candidates], now)
+            pool = pools[decision.pool_id]
         if self.catalog is not None:
             self.catalog.check_admissible(pool.model_ref)
         predicted_ms = decision.predicted_start_ms
@@ -256,8 +263,9 @@ class Orchestrator:
         pool.pump()
         depth, capacity = len(pool.queue), pool.queue.capacity
         backoff = backoff_ms(depth, capacity, pool.retry_after_ms()) if depth * 2 >= capacity else 0
+        # str() of the StrEnum is its value (``.value`` is a Python-level property: slower).
         return Admitted(
-            task_id, pool.pool_id, request.session_id, pushed.position, predicted_ms, backoff, request.priority.value
+            task_id, pool.pool_id, request.session_id, pushed.position, predicted_ms, backoff, str(request.priority)
         )
 
     def streaming(self) -> bool:

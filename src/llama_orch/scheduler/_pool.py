@@ -46,6 +46,7 @@ from llama_orch_api import Determinism, EndEvent, ErrorCode, Priority, StartedEv
 log = logging.getLogger("llama_orch.pool")
 
 _EMPTY_LOAD = QueueLoad((), 0, 0, 0, 0, 0, (), (), 0, 1)
+_INTERACTIVE, _BATCH = Priority.interactive, Priority.batch
 
 
 class Pool:
@@ -100,6 +101,9 @@ class Pool:
             self.estimator = ServiceEstimator(first_token_ms=200.0, ms_per_token=20.0)
         self.timeouts = RelayTimeouts(config.first_token_timeout_s, config.token_timeout_s)
         self._queued_tokens = {Priority.interactive: 0, Priority.batch: 0}
+        self._heads: tuple[int, int, tuple[int, ...], tuple[int, ...]] | None = None
+        """(ready slots, head_needed, head_interactive, head_batch) of the last :meth:`load`; None once the
+        queue's head may have changed (a pop or removal; a push into a lane shorter than the head)."""
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._on_finished = on_finished
         self._session_of = session_of
@@ -312,6 +316,7 @@ class Pool:
         shutdown = OrchError(
             ErrorCode.POOL_UNAVAILABLE, "orchestratord is shutting down", retriable=True, retry_after_ms=1000
         )
+        self._heads = None
         while (item := self.queue.pop()) is not None:
             item[1].finish_error(shutdown.envelope())
         for record in self.running:
@@ -325,6 +330,7 @@ class Pool:
     def abort_all(self, error: OrchError) -> int:
         """End every queued and running task with ``error``; returns how many were ended."""
         ended = 0
+        self._heads = None
         while (item := self.queue.pop()) is not None:
             record = item[1]
             self._queued_tokens[record.request.priority] -= record.request.max_tokens
@@ -349,31 +355,44 @@ class Pool:
     def load(self, now: float) -> QueueLoad:
         """The slots and queue as start-time prediction reads them."""
         running: list[RunningTask] = []
-        free = 0
-        for replica in self.replicas:
+        free = slots = 0
+        for replica in self.replica_set.replicas:
+            slots += replica.slots
             if not replica.ready:
                 continue
-            for rec in replica.running.values():
+            tasks = replica.running
+            for rec in tasks.values():
                 running.append(RunningTask(rec.started_at or now, rec.request.max_tokens, rec.tokens_out))
-            free += max(0, replica.slots - len(replica.running))
-        n = head_needed(len(running) + free)
+            free += max(0, replica.slots - len(tasks))
         queue = self.queue
+        ready = len(running) + free
+        heads = self._heads
+        if heads is None or heads[0] != ready:
+            # The queue's head changes on a pop or a removal, not on most pushes (see enqueue).
+            n = head_needed(ready)
+            heads = self._heads = (
+                ready,
+                n,
+                tuple([rec.request.max_tokens for rec in queue.lane(_INTERACTIVE, n)]),
+                tuple([rec.request.max_tokens for rec in queue.lane(_BATCH, n)]),
+            )
+        tokens = self._queued_tokens
         return QueueLoad(
             tuple(running),
             free,
-            queue.depth(Priority.interactive),
-            queue.depth(Priority.batch),
-            self._queued_tokens[Priority.interactive],
-            self._queued_tokens[Priority.batch],
-            tuple(rec.request.max_tokens for rec in queue.lane(Priority.interactive, n)),
-            tuple(rec.request.max_tokens for rec in queue.lane(Priority.batch, n)),
-            self.total_slots,
+            queue.depth(_INTERACTIVE),
+            queue.depth(_BATCH),
+            tokens[_INTERACTIVE],
+            tokens[_BATCH],
+            heads[2],
+            heads[3],
+            slots,
             queue.capacity,
         )
 
     def snapshot(self, now: float) -> PoolSnapshot:
         """The pool as admission (``core.admit``) sees it."""
-        admits = self.admits
+        admits = self.state.admits and not self._closing
         return PoolSnapshot(
             self.limits,
             self.state,
@@ -398,7 +417,12 @@ class Pool:
         priority = record.request.priority
         pushed = self.queue.push(record.task_id, record, priority)
         self._queued_tokens[priority] += record.request.max_tokens
+        heads = self._heads
+        # Pushed behind a full head: the head is unchanged (a shorter one now lists this task too).
+        if heads is not None and len(heads[2] if priority is _INTERACTIVE else heads[3]) < heads[1]:
+            self._heads = None
         if pushed.evicted is not None:
+            self._heads = None
             evicted = pushed.evicted[1]
             self._queued_tokens[evicted.request.priority] -= evicted.request.max_tokens
             evicted.finish_error(
@@ -417,6 +441,7 @@ class Pool:
         """End ``record`` as cancelled (by the client, unless ``error`` says otherwise); a queued
         task never starts, a running one emits nothing more."""
         if self.queue.remove(record.task_id) is not None:
+            self._heads = None
             self._queued_tokens[record.request.priority] -= record.request.max_tokens
         error = error or OrchError(ErrorCode.CANCELLED, "task cancelled by the client")
         record.finish_error(error.envelope(), TaskState.cancelled)
@@ -432,6 +457,13 @@ class Pool:
         """Start queued tasks while a replica has a free slot."""
         if self._closing or self.state is PoolState.drained:
             return
+        # Nothing starts without a ready replica with a free slot (Dispatcher.pick's first check):
+        # a full pool answers here, as on every admission while it is busy.
+        for free in self.replica_set.replicas:
+            if free.ready and free.active < free.slots:
+                break
+        else:
+            return
         now = time.monotonic()
         while self.queue:
             head = self.queue.peek()
@@ -445,6 +477,7 @@ class Pool:
             if replica is None:
                 return
             self.queue.pop()
+            self._heads = None
             self._queued_tokens[record.request.priority] -= record.request.max_tokens
             deadline = record.request.deadline_ms
             if deadline is not None and (now - record.admitted_at) * 1000 > deadline:
