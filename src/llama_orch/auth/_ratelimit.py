@@ -48,6 +48,9 @@ class RateState:
         }
 
 
+_UNLIMITED = RateState(None, None, 0)
+
+
 class _Bucket:
     __slots__ = ("level", "stamp")
 
@@ -70,6 +73,15 @@ class RateLimiter:
         self._clock = clock
         self._max = max_identities
         self._buckets: OrderedDict[str, tuple[_Bucket, _Bucket]] = OrderedDict()
+        self._active = any(
+            lim.requests_per_minute is not None or lim.tokens_per_minute is not None
+            for lim in (default, *self._per_subject.values())
+        )
+
+    @property
+    def active(self) -> bool:
+        """Whether any identity has a limit (else :meth:`acquire` takes nothing and says nothing)."""
+        return self._active
 
     def limits(self, subject: str) -> Limits:
         return self._per_subject.get(subject, self._default)
@@ -82,7 +94,7 @@ class RateLimiter:
         limits = self.limits(subject)
         rpm, tpm = limits.requests_per_minute, limits.tokens_per_minute
         if rpm is None and tpm is None:
-            return RateState(None, None, 0)
+            return _UNLIMITED
         requests, token_bucket = self._refilled(subject, limits)
         if tpm is not None and tokens > tpm:
             raise RateLimited("tokens", tpm, 0, retriable=False)

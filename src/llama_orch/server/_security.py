@@ -32,12 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web import AbstractRoute
 from opentelemetry import trace
 from opentelemetry.context import Context
 from pydantic import ValidationError
 
 from llama_orch.artifacts import ArtifactStore
 from llama_orch.auth import (
+    LOCAL_DEV,
     AuditLog,
     AuditRecord,
     AuthConfig,
@@ -134,6 +136,19 @@ AUDITED: dict[str, str] = {
 """Admin actions: each attempt (allowed or not) leaves an audit record."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Op:
+    """What the middleware needs of one matched route: looked up once per route, not per request."""
+
+    template: str
+    """The route's path template (aiohttp's ``resource.canonical``)."""
+    method: str
+    operation: str | None
+    scope: Scope | str
+    audited: str | None
+    """The audit action (:data:`AUDITED`), for an admin action."""
+
+
 @dataclass(slots=True)
 class _Admitted:
     identity: str
@@ -185,6 +200,10 @@ class Security:
         }
         self._tasks: OrderedDict[str, _Admitted] = OrderedDict()
         self._max_tasks = max_tracked_tasks
+        self._ops: dict[AbstractRoute, _Op] = {}
+        # Both are fixed by the config the app started with; read once, not on every request.
+        self._auth_enabled = self.authenticator.enabled
+        self._rate_limited = self.authenticator.rate_limiter.active
 
     # -- per request -----------------------------------------------------------------------------
 
@@ -193,6 +212,22 @@ class Security:
         if operation is None:
             return UNLISTED.get((method, template), Scope.admin)
         return SCOPES.get(operation, Scope.admin)
+
+    def op(self, route: AbstractRoute, method: str) -> _Op | None:
+        """The middleware's view of ``route`` matched for ``method``; None for aiohttp's own
+        (unmatched: 404/405) routes, which have no resource."""
+        op = self._ops.get(route)
+        if op is not None and op.method == method:
+            return op
+        resource = route.resource
+        if resource is None:
+            return None
+        template = resource.canonical
+        operation = self.operations.get((method, template))
+        op = _Op(template, method, operation, self.scope(method, template), AUDITED.get(operation or ""))
+        if route.method == method:  # a route for any method ("*") is looked up each time
+            self._ops[route] = op
+        return op
 
     async def rate_limit(self, identity: Identity, request: web.Request, operation: str | None) -> RateState:
         limiter = self.authenticator.rate_limiter
@@ -325,47 +360,58 @@ def _refusal(exc: OrchError, cid: str, method: str, template: str) -> web.Respon
     return error_response(exc, cid)
 
 
-@web.middleware
-async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def secure(request: web.Request, handler: Handler, cid: str) -> web.StreamResponse:
+    """What :func:`security_middleware` does, called directly by the envelope middleware (one
+    middleware layer per request instead of two); ``cid`` is the request's correlation id."""
     sec = request.app[SECURITY]
     info = request.match_info
-    resource = info.route.resource
-    if resource is None or info.http_exception is not None:
+    if info.http_exception is not None:
         return await handler(request)  # 404/405: nothing to protect, the envelope middleware answers
-    template = resource.canonical
     method = request.method
+    op = sec.op(info.route, method)
+    if op is None:
+        return await handler(request)
     if not sec.tracing.enabled:
-        return await _serve(sec, request, handler, template, method, None)
+        return await _serve(sec, request, handler, op, cid, None)
+    template = op.template
     with sec.tracing.span(
         f"{method} {template}",
         context=Tracing.extract(request.headers),
-        correlation_id=request[CID],
+        correlation_id=cid,
         kind=trace.SpanKind.SERVER,
         attributes={"http.route": template, "http.request.method": method},
     ) as span:
         request[SPAN_CONTEXT] = context_of(span)
-        response = await _serve(sec, request, handler, template, method, span)
+        response = await _serve(sec, request, handler, op, cid, span)
         span.set_attribute("http.response.status_code", response.status)
         return response
 
 
+@web.middleware
+async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """:func:`secure` as a middleware of its own (after one that sets the request's :data:`CID`)."""
+    return await secure(request, handler, request[CID])
+
+
 async def _serve(
-    sec: Security, request: web.Request, handler: Handler, template: str, method: str, span: trace.Span | None
+    sec: Security, request: web.Request, handler: Handler, op: _Op, cid: str, span: trace.Span | None
 ) -> web.StreamResponse:
-    operation = sec.operations.get((method, template))
-    scope = sec.scope(method, template)
-    cid = request[CID]
+    operation, scope, template, method = op.operation, op.scope, op.template, op.method
     started = time.perf_counter()
     identity: Identity | None = None
     try:
         rate: RateState | None = None
         if scope != PUBLIC:
-            peercert = _peercert(request) if sec.authenticator.certificates is not None else None
-            identity = await sec.authenticator.authenticate(request.headers.get("Authorization"), peercert)
+            if sec._auth_enabled:
+                peercert = _peercert(request) if sec.authenticator.certificates is not None else None
+                identity = await sec.authenticator.authenticate(request.headers.get("Authorization"), peercert)
+            else:
+                identity = LOCAL_DEV  # what authenticate() answers without an auth method
             if scope != ANY:
                 assert isinstance(scope, Scope)
                 sec.authenticator.authorize(identity, scope)
-            rate = await sec.rate_limit(identity, request, operation)
+            if sec._rate_limited:  # else every identity is unlimited: no state, no headers
+                rate = await sec.rate_limit(identity, request, operation)
             request[IDENTITY] = identity
         if operation == "registerReplicas":
             await sec.vet_endpoints(request, identity)
@@ -373,7 +419,7 @@ async def _serve(
         if rate is not None and rate.limit is not None and not response.prepared:
             response.headers.update(rate.headers())
         if operation == "createTask" and response.status == 202 and identity is not None:
-            await _remember_admission(sec, request, response, identity, span)
+            _remember_admission(sec, request, identity, span, cid)
     except Unauthenticated as exc:
         if sec.metrics is not None:
             sec.metrics.auth_failed(exc.method, exc.reason)
@@ -401,11 +447,11 @@ async def _serve(
         sec.metrics.http(template, method, status, time.perf_counter() - started)
         if operation == "createTask" and status >= 400:
             _count_rejection(sec.metrics, request, response)
-    if operation is not None and operation in AUDITED:
+    if op.audited is not None:
         sec.audit.record(
             AuditRecord(
                 identity.label if identity is not None else "unauthenticated",
-                AUDITED[operation],
+                op.audited,
                 request.path,
                 "ok" if status < 400 else f"refused ({status})",
                 cid,
@@ -414,8 +460,8 @@ async def _serve(
     return response
 
 
-async def _remember_admission(
-    sec: Security, request: web.Request, response: web.StreamResponse, identity: Identity, span: trace.Span | None
+def _remember_admission(
+    sec: Security, request: web.Request, identity: Identity, span: trace.Span | None, cid: str
 ) -> None:
     admitted = request.get(ADMITTED)
     if admitted is None:
@@ -424,7 +470,7 @@ async def _remember_admission(
     if log.isEnabledFor(logging.DEBUG):
         log.debug(
             "admitted task %s on pool %s for %s", task_id, pool, identity.label,
-            extra={"task_id": task_id, "pool": pool, "identity": identity.label, "correlation_id": request[CID],
+            extra={"task_id": task_id, "pool": pool, "identity": identity.label, "correlation_id": cid,
                    "narration": f"{identity.label} queued a task on pool '{pool}'"},
         )  # fmt: skip
     context = context_of(span) if span is not None else None

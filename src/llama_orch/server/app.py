@@ -33,7 +33,7 @@ from llama_orch.server import (
     openapi,
 )
 from llama_orch.server._http import ARTIFACTS, CATALOG, CID, CONFIG, ORCH, Handler, Route, error_response
-from llama_orch.server._security import SECURITY, PolicyArtifactStore, Security, secure_document, security_middleware
+from llama_orch.server._security import SECURITY, PolicyArtifactStore, Security, secure, secure_document
 from llama_orch.server.config import OrchestratorConfig
 from llama_orch_api import ErrorCode
 
@@ -61,7 +61,9 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
     cid = supplied if sane else os.urandom(16).hex()
     request[CID] = cid
     try:
-        response = await handler(request)
+        # The security middleware's work (auth, scopes, limits, metrics, audit), called directly:
+        # one middleware layer per request, not two.
+        response = await secure(request, handler, cid)
     except OrchError as exc:
         response = error_response(exc, cid)
     except web.HTTPException as exc:
@@ -98,7 +100,7 @@ def create_app(config: OrchestratorConfig) -> web.Application:
     """The orchestratord application; pools start and stop with the app's lifespan."""
     # The largest body any route takes; each route enforces its own limit (read_body).
     max_body = max(config.server.max_body_bytes, config.artifacts.max_bytes)
-    app = web.Application(middlewares=[envelope_middleware, security_middleware], client_max_size=max_body)
+    app = web.Application(middlewares=[envelope_middleware], client_max_size=max_body)
     app[CONFIG] = config
     # One orchestratord per process: what its config says to redact is what every log line, error
     # message and stored artifact of the process redacts.
