@@ -126,3 +126,40 @@ def test_no_gpu_means_no_gpu_samples() -> None:
     text = Metrics(gpu_readings=lambda: []).render().decode()
     assert "# TYPE llorch_gpu_utilization_ratio gauge" in text
     assert not re.search(r"^llorch_gpu_utilization_ratio\{", text, re.M)
+
+
+def test_requests_and_admissions_counted_on_the_hot_path_render_as_prometheus_would() -> None:
+    # Metrics.http and .enqueued add to their families at collection time; the exposition must be
+    # what observing each request with prometheus-client itself gives (buckets, sum, count).
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from llama_orch.telemetry._metrics import HTTP_BUCKETS
+
+    m = Metrics(gpu_readings=None)
+    registry = CollectorRegistry()
+    requests = Counter("llorch_http_requests", "HTTP requests by route.", ["route", "method", "status"],
+                       registry=registry)  # fmt: skip
+    duration = Histogram("llorch_http_request_duration_seconds", "Handler time (SSE: the stream).",
+                         ["route", "method"], buckets=HTTP_BUCKETS, registry=registry)  # fmt: skip
+    enqueued = Counter("llorch_tasks_enqueued", "Tasks admitted into a queue.", ["pool", "priority"], registry=registry)
+    seconds = [0.0, 0.0005, 0.0004, 0.001, 0.0011, 0.3, 5.0, 7.5, 1e-9, 0.0025]
+    for rounds in range(2):  # a second collection adds only what came since the first
+        for i, s in enumerate(seconds):
+            status = 202 if i % 3 else 429
+            m.http("/v1/tasks", "POST", status, s)
+            requests.labels(route="/v1/tasks", method="POST", status=str(status)).inc()
+            duration.labels(route="/v1/tasks", method="POST").observe(s)
+            m.enqueued("default", "interactive" if i % 2 else "batch")
+            enqueued.labels(pool="default", priority="interactive" if i % 2 else "batch").inc()
+        ours = [
+            line for line in m.render().decode().splitlines()
+            if line.startswith(("llorch_http_request", "llorch_tasks_enqueued"))
+        ]  # fmt: skip
+        theirs = [
+            line for line in generate_latest(registry).decode().splitlines()
+            if line.startswith(("llorch_http_request", "llorch_tasks_enqueued")) and "_created" not in line
+        ]  # fmt: skip
+        assert sorted(ours) == sorted(theirs) and len(ours) == 2 + 13 + 2 + 2, rounds
+    assert m.registry.get_sample_value(
+        "llorch_http_requests_total", {"route": "/v1/tasks", "method": "POST", "status": "202"}
+    ) == 12.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -56,6 +57,62 @@ class LabelGuard:
                 return OTHER
             seen.add(text)
             return text
+
+
+class _Durations:
+    """Observations of one duration histogram child not yet added to it (see :meth:`Metrics.http`)."""
+
+    __slots__ = ("buckets", "child", "sum")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.sum: float = child._sum.get()
+        """The child's sum as observe() would have left it: added to one observation at a time,
+        in order (the same float additions, so the same value to the last bit)."""
+        self.buckets = [0] * len(child._upper_bounds)
+
+    def observe(self, seconds: float) -> None:
+        self.sum += seconds
+        # The bucket Histogram.observe counts it in: the first upper bound >= seconds.
+        self.buckets[bisect_left(self.child._upper_bounds, seconds)] += 1
+
+    def flush(self) -> None:
+        # What Histogram.observe does per observation (prometheus-client 0.2x: its _sum and
+        # _buckets values), once per bucket; tests/telemetry compares the exposition with observe()'s.
+        buckets, self.buckets = self.buckets, [0] * len(self.buckets)
+        self.child._sum.set(self.sum)
+        for value, n in zip(self.child._buckets, buckets, strict=True):
+            if n:
+                value.inc(n)
+
+
+class _Pending:
+    """Requests of one route, method and status counted since the last collection: the request
+    counter's child and how many it is owed, and the duration histogram's pending observations."""
+
+    __slots__ = ("count", "durations", "requests")
+
+    def __init__(self, requests: Any, durations: _Durations) -> None:
+        self.requests = requests
+        self.durations = durations
+        self.count = 0
+
+    def flush(self) -> None:
+        if self.count:
+            count, self.count = self.count, 0
+            self.requests.inc(count)
+
+
+class _Flush(Collector):
+    """Registered first: before any family is collected, what was counted on the hot path
+    (requests, admissions) is added to the families (nothing of its own to expose)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        self._metrics.flush()
+        return []
 
 
 class _GpuCollector(Collector):
@@ -119,8 +176,15 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.guard = LabelGuard(max_label_values)
         self._families: list[tuple[str, str, tuple[str, ...]]] = []
-        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._enqueued_children: dict[tuple[str, str], Any] = {}
+        self._http_pending: dict[tuple[str, str, int], _Pending] = {}
+        self._durations: dict[Any, _Durations] = {}
+        self._enqueued_children: dict[tuple[str, str], list[Any]] = {}
+        self._flush_lock = threading.Lock()
+        # Requests and admissions are counted in plain Python (a few hundred ns) and added to their
+        # families when the registry is collected (render, get_sample_value): prometheus-client's
+        # inc/observe take a lock each (~5 us a request on these machines). Record and collect on
+        # one thread (the app's loop), as orchestratord does.
+        self.registry.register(_Flush(self))
         g, c, h = self._gauge, self._counter, self._histogram
         self.queue_depth = g("llorch_queue_depth", "Tasks waiting in a pool's queue.", ["pool", "priority"])
         self.tasks_enqueued = c("llorch_tasks_enqueued", "Tasks admitted into a queue.", ["pool", "priority"])
@@ -172,12 +236,27 @@ class Metrics:
         return {k: self.guard(k, v) for k, v in labels.items()}
 
     def enqueued(self, pool: str, priority: str) -> None:
-        child = self._enqueued_children.get((pool, priority))
-        if child is None:  # resolved once per pool and priority: admission is the hot path
+        entry = self._enqueued_children.get((pool, priority))
+        if entry is None:  # resolved once per pool and priority: admission is the hot path
             child = self.tasks_enqueued.labels(**self._l(pool=pool, priority=priority))
-            if len(self._enqueued_children) < 4096:
-                self._enqueued_children[(pool, priority)] = child
-        child.inc()
+            if len(self._enqueued_children) >= 4096:
+                child.inc()
+                return
+            entry = self._enqueued_children[(pool, priority)] = [child, 0]
+        entry[1] += 1  # added to the counter at the next collection (flush)
+
+    def flush(self) -> None:
+        """Add what :meth:`http` and :meth:`enqueued` counted since the last call to their families
+        (the registry's collection calls it first)."""
+        with self._flush_lock:
+            for entry in self._enqueued_children.values():
+                if entry[1]:
+                    count, entry[1] = entry[1], 0
+                    entry[0].inc(count)
+            for pending in self._http_pending.values():
+                pending.flush()
+            for durations in self._durations.values():
+                durations.flush()
 
     def started(self, pool: str, priority: str, queue_wait_s: float) -> None:
         self.tasks_started.labels(**self._l(pool=pool)).inc()
@@ -230,15 +309,18 @@ class Metrics:
 
     def http(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
-        children = self._http_children.get(key)
-        if children is None:  # the first request of this route/method/status: resolve the label children once
+        pending = self._http_pending.get(key)
+        if pending is None:  # the first request of this route/method/status: resolve the label children once
             labels = self._l(route=route, method=method)
-            children = self._http_children[key] = (
-                self.http_requests.labels(**labels, status=self.guard("status", status)),
-                self.http_duration.labels(**labels),
+            child = self.http_duration.labels(**labels)
+            durations = self._durations.get(child)  # one per child: guarded labels may share one
+            if durations is None:
+                durations = self._durations[child] = _Durations(child)
+            pending = self._http_pending[key] = _Pending(
+                self.http_requests.labels(**labels, status=self.guard("status", status)), durations
             )
-        children[0].inc()
-        children[1].observe(seconds)
+        pending.count += 1
+        pending.durations.observe(seconds)
 
     def artifact_store(self, size: Callable[[], tuple[int, int]]) -> None:
         """Read the artifact store's (bytes, objects) at each scrape."""
