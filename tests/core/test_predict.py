@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import heapq
 
 import pytest
 from hypothesis import given, settings
@@ -306,3 +307,14 @@ def test_slot_init_classes_build_as_their_dataclass_and_stay_frozen() -> None:
         @dataclasses.dataclass(frozen=True, slots=True)
         class WithFactory:
             a: list[int] = dataclasses.field(default_factory=list)
+
+
+@settings(max_examples=200, deadline=None)
+@given(first=ms, ahead=ahead_st, extra=st.one_of(st.just(0.0), ms))
+def test_one_slot_replay_is_the_heap_replay_to_the_bit(first: float, ahead: list[float], extra: float) -> None:
+    heap = [first]
+    for service in ahead:
+        heapq.heapreplace(heap, heap[0] + service)
+    expected = heap[0] + extra / len(heap) if extra > 0 else heap[0]
+    assert predict_start_ms([first], ahead, extra_ahead_ms=extra) == expected
+    assert predict_start_ms(iter([first]), iter(ahead), extra_ahead_ms=extra) == expected

@@ -110,6 +110,11 @@ def predict_start_ms(
     heap = list(slot_free_in_ms)
     if not heap:
         raise ValueError("a pool with no slots cannot start anything")
+    if len(heap) == 1:  # one slot: the replay is a running sum (the same additions, in order)
+        free = heap[0]
+        for service in ahead_service_ms:
+            free += service
+        return free + extra_ahead_ms if extra_ahead_ms > 0 else free
     heapq.heapify(heap)
     for service in ahead_service_ms:
         heapq.heapreplace(heap, heap[0] + service)

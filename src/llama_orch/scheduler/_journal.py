@@ -112,7 +112,8 @@ class Journal:
                 record.task_id, record.seq, record.pool_id, body, wall, record.queue_position, record.predicted_start_ms
             )
         )
-        record.persisted_state = (record.state.value, record.replica_id, record.settled)
+        # str() of the StrEnum is its value (``.value`` is a Python-level property: slower).
+        record.persisted_state = (str(record.state), record.replica_id, record.settled)
         self.dirty(record)
 
     def dirty(self, record: TaskRecord) -> None:
@@ -203,7 +204,7 @@ class Journal:
         taken = []
         for record in self._dirty.values():
             count, before, before_state = len(record.frames), record.persisted, record.persisted_state
-            state = (record.state.value, record.replica_id, record.settled)
+            state = (str(record.state), record.replica_id, record.settled)
             ends_now = record.state.terminal and (before_state is None or not TaskState(before_state[0]).terminal)
             if ends_now and self.redact is not None:
                 self._to_scrub[record.task_id] = record  # once this batch is written (see scrub)

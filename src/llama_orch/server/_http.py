@@ -80,8 +80,9 @@ async def read_body(request: web.Request, *, limit: int | None = None) -> bytes:
     """
     if limit is None:
         limit = request.app[CONFIG].server.max_body_bytes
-    if request.content_length is not None:
-        if request.content_length > limit:
+    length = request.content_length  # parsed from the header on each access
+    if length is not None:
+        if length > limit:
             raise _too_large(limit)
         return await request.read()
     chunks: list[bytes] = []
