@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from llama_orch.scheduler import RecordWriter, TaskRecord
-from llama_orch.scheduler._background import BACKGROUND_SHARE, MAX_PAUSE_S, pause_after
+from llama_orch.scheduler._background import BACKGROUND_SHARE, MAX_PAUSE_S, Pacer, pause_after
 from llama_orch_api import TaskRequest
 
 
@@ -33,7 +33,7 @@ async def test_records_are_paced_while_tasks_stream_and_all_written() -> None:
         time.sleep(0.01)  # noqa: ASYNC251 - blocks the loop on purpose: 10 ms per record (redaction, canonical JSON)
 
     writer = RecordWriter(put)
-    writer.busy = lambda: True
+    writer.pacer = Pacer(lambda: True)
     writer.start()
     for n in range(3):
         rec = TaskRecord(f"t{n}", TaskRequest(prompt="x", max_tokens=4), "p", queue_position=0, predicted_start_ms=0)
@@ -42,3 +42,12 @@ async def test_records_are_paced_while_tasks_stream_and_all_written() -> None:
     assert writer.written == 3 and writer.dropped == 0
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(gap >= 0.9 * 0.05 for gap in gaps), gaps  # 10 ms of work, then 40 ms of pause
+
+
+def test_one_pacer_keeps_all_its_workers_to_one_share() -> None:
+    pacer = Pacer(lambda: True)
+    assert pacer.wait_s(0.0) == 0.0
+    pacer.ran(0.0, 0.01)  # one worker's 10 ms piece
+    assert abs(pacer.wait_s(0.01) - 0.04) < 1e-9  # any worker waits 40 ms now
+    pacer.ran(0.05, 0.051)  # the next piece, once it was its turn, owes its own pause
+    assert pacer.wait_s(0.051) >= 0.004 - 1e-9

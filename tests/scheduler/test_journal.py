@@ -12,6 +12,7 @@ import pytest
 
 from llama_orch.errors import OrchError
 from llama_orch.scheduler import Batch, Journal, Recovered, SqliteStore, TaskRecord, TaskState, TaskStore
+from llama_orch.scheduler._background import Pacer
 from llama_orch_api import ErrorCode, TaskRequest
 
 
@@ -195,7 +196,7 @@ async def test_scrubs_yield_to_streaming_tasks_but_are_not_starved(store: Counti
         return text
 
     journal = Journal(store, commit_interval_s=0.0, redact=slow_redact)
-    journal.busy = lambda: True  # tasks stream all along
+    journal.pacer = Pacer(lambda: True)  # tasks stream all along
     journal.start()
     records = [record(n) for n in range(3)]
     for rec in records:

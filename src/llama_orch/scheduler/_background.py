@@ -5,7 +5,8 @@ log redacted at rest — is milliseconds of CPU on the event loop per task, and 
 together. Done at once, a burst of ends holds up the tokens of every task still streaming. So
 while any task streams, each piece of background work is followed by a pause long enough that
 background work takes at most :data:`BACKGROUND_SHARE` of the loop; when nothing streams it runs
-back to back. Nothing is dropped or skipped, only spread out.
+back to back. One :class:`Pacer` is shared by all of an orchestrator's background work (records
+and scrubs together keep to the one share). Nothing is dropped or skipped, only spread out.
 """
 
 from __future__ import annotations
@@ -29,4 +30,22 @@ def pause_after(elapsed_s: float, busy: Busy | None) -> float:
     return min(MAX_PAUSE_S, elapsed_s * (1 / BACKGROUND_SHARE - 1))
 
 
-__all__ = ["BACKGROUND_SHARE", "MAX_PAUSE_S", "Busy", "pause_after"]
+class Pacer:
+    """When the next piece of background work may start (loop time), for every worker that shares it."""
+
+    __slots__ = ("busy", "next_at")
+
+    def __init__(self, busy: Busy | None = None) -> None:
+        self.busy = busy
+        self.next_at = 0.0
+
+    def wait_s(self, now: float) -> float:
+        """How long a worker waits before its next piece (0: go)."""
+        return max(0.0, self.next_at - now)
+
+    def ran(self, started: float, now: float) -> None:
+        """A piece of background work ran from ``started`` to ``now``."""
+        self.next_at = max(self.next_at, now + pause_after(now - started, self.busy))
+
+
+__all__ = ["BACKGROUND_SHARE", "MAX_PAUSE_S", "Busy", "Pacer", "pause_after"]

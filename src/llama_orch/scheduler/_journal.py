@@ -36,7 +36,7 @@ from collections.abc import Callable
 
 from llama_orch.core import Session
 from llama_orch.errors import OrchError
-from llama_orch.scheduler._background import Busy, pause_after
+from llama_orch.scheduler._background import Pacer
 from llama_orch.scheduler._store import Batch, EventsRow, ScrubRow, SessionRow, TaskRow, TaskStateRow, TaskStore
 from llama_orch.scheduler._tasks import TaskRecord, TaskState
 from llama_orch_api import ErrorCode
@@ -94,9 +94,8 @@ class Journal:
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._frozen = False
-        self.busy: Busy | None = None
-        """Set by the orchestrator: whether tasks stream (scrubs then yield to them, see ``_background``)."""
-        self._scrub_at = 0.0
+        self.pacer = Pacer()
+        """Shared with the orchestrator's other background work: scrubs yield to streaming tasks."""
 
     # -- collecting -----------------------------------------------------------------------------
 
@@ -184,7 +183,7 @@ class Journal:
                     continue
             if self._to_scrub:
                 loop = asyncio.get_running_loop()
-                wait = self._scrub_at - loop.time()
+                wait = self.pacer.wait_s(loop.time())
                 if wait > 0:  # paced while tasks stream: commits (and the tokens they free) go first
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(wait):
@@ -194,8 +193,7 @@ class Journal:
                 started = loop.time()
                 if not await self.scrub(SCRUB_SLICE_S):
                     await asyncio.sleep(FAILED_WRITE_BACKOFF_S)
-                now = loop.time()
-                self._scrub_at = now + pause_after(now - started, self.busy)
+                self.pacer.ran(started, loop.time())
 
     def _take(self) -> tuple[Batch, list[tuple[TaskRecord, int, int, tuple[str, str | None, bool] | None]]]:
         now, wall = time.monotonic(), time.time()

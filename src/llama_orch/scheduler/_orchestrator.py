@@ -35,6 +35,7 @@ from llama_orch.core._predict import slot_init
 from llama_orch.errors import AdmissionError, OrchError, QueueFullError
 from llama_orch.pools import Inventory, detect
 from llama_orch.scheduler import _views
+from llama_orch.scheduler._background import Pacer
 from llama_orch.scheduler._config import SchedulerSettings
 from llama_orch.scheduler._journal import Journal
 from llama_orch.scheduler._pool import Pool
@@ -145,11 +146,12 @@ class Orchestrator:
         await self.refresh_gpus()
         # A pool whose model cannot be provisioned stays unready (503 POOL_UNREADY), never hangs.
         await asyncio.gather(*(pool.provision_model() for pool in self.pools.values()))
+        pacer = Pacer(self.streaming)  # records and scrubs keep to one share of the loop
         if self.records is not None:
-            self.records.busy = self.streaming
+            self.records.pacer = pacer
             self.records.start()
         if self.journal is not None:
-            self.journal.busy = self.streaming
+            self.journal.pacer = pacer
             self.recovery = restore(self, await self.journal.store.recover())
             if not self.recovery.empty:
                 log.info(self.recovery.summary(), extra={"narration": "crash recovery"})

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from llama_orch.scheduler._background import Busy, pause_after
+from llama_orch.scheduler._background import Pacer
 from llama_orch.scheduler._tasks import TaskRecord
 
 log = logging.getLogger("llama_orch.records")
@@ -88,8 +88,8 @@ class RecordWriter:
         self._put = put
         self._queue: asyncio.Queue[tuple[dict[str, Any], TaskRecord]] = asyncio.Queue(max_pending)
         self._task: asyncio.Task[None] | None = None
-        self.busy: Busy | None = None
-        """Set by the orchestrator: whether tasks stream (records then yield to them, see ``_background``)."""
+        self.pacer = Pacer()
+        """Shared with the orchestrator's other background work: records yield to streaming tasks."""
         self.written = 0
         self.dropped = 0
         self.failed = 0
@@ -114,6 +114,9 @@ class RecordWriter:
         loop = asyncio.get_running_loop()
         while True:
             content, record = await self._queue.get()
+            wait = self.pacer.wait_s(loop.time())
+            if wait:
+                await asyncio.sleep(wait)
             started = loop.time()
             try:
                 await self._put(
@@ -129,9 +132,7 @@ class RecordWriter:
                 log.exception("writing the task record of %s failed", record.task_id)
             finally:
                 self._queue.task_done()
-            pause = pause_after(loop.time() - started, self.busy)
-            if pause:
-                await asyncio.sleep(pause)
+            self.pacer.ran(started, loop.time())
 
     async def aclose(self, flush_timeout_s: float = 10.0) -> None:
         """Write what is pending (bounded in time), then stop."""
