@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from llama_orch.scheduler import RecordWriter, TaskRecord
-from llama_orch.scheduler._background import BACKGROUND_SHARE, MAX_PAUSE_S, Pacer, pause_after
+from llama_orch.scheduler._background import BACKGROUND_SHARE, CATCH_UP, MAX_PAUSE_S, Pacer, pause_after
 from llama_orch_api import TaskRequest
 
 
@@ -51,3 +51,10 @@ def test_one_pacer_keeps_all_its_workers_to_one_share() -> None:
     assert abs(pacer.wait_s(0.01) - 0.04) < 1e-9  # any worker waits 40 ms now
     pacer.ran(0.05, 0.051)  # the next piece, once it was its turn, owes its own pause
     assert pacer.wait_s(0.051) >= 0.004 - 1e-9
+
+
+def test_a_worker_far_behind_does_not_wait() -> None:
+    pacer = Pacer(lambda: True)
+    pacer.ran(0.0, 0.01)
+    assert pacer.wait_s(0.01, backlog=CATCH_UP - 1) > 0
+    assert pacer.wait_s(0.01, backlog=CATCH_UP) == 0.0

@@ -6,7 +6,10 @@ together. Done at once, a burst of ends holds up the tokens of every task still 
 while any task streams, each piece of background work is followed by a pause long enough that
 background work takes at most :data:`BACKGROUND_SHARE` of the loop; when nothing streams it runs
 back to back. One :class:`Pacer` is shared by all of an orchestrator's background work (records
-and scrubs together keep to the one share). Nothing is dropped or skipped, only spread out.
+and scrubs together keep to the one share). Nothing is dropped or skipped, only spread out; and
+a worker that has fallen :data:`CATCH_UP` pieces behind does not wait (under a load that ends tasks
+faster than a fifth of the loop can write their records, records and scrubs must not fall behind
+without bound: the record queue is bounded, and at-rest secrets wait for their scrub).
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ BACKGROUND_SHARE = 0.2
 
 MAX_PAUSE_S = 0.5
 """No pause is longer than this, however long the piece before it took."""
+
+CATCH_UP = 64
+"""Pieces waiting (records, scrubs) from which a worker stops pausing until it has caught up."""
 
 Busy = Callable[[], bool]
 """Whether any task is streaming now."""
@@ -39,8 +45,10 @@ class Pacer:
         self.busy = busy
         self.next_at = 0.0
 
-    def wait_s(self, now: float) -> float:
-        """How long a worker waits before its next piece (0: go)."""
+    def wait_s(self, now: float, backlog: int = 0) -> float:
+        """How long a worker with ``backlog`` pieces waiting waits before its next piece (0: go)."""
+        if backlog >= CATCH_UP:
+            return 0.0
         return max(0.0, self.next_at - now)
 
     def ran(self, started: float, now: float) -> None:
@@ -48,4 +56,4 @@ class Pacer:
         self.next_at = max(self.next_at, now + pause_after(now - started, self.busy))
 
 
-__all__ = ["BACKGROUND_SHARE", "MAX_PAUSE_S", "Busy", "Pacer", "pause_after"]
+__all__ = ["BACKGROUND_SHARE", "CATCH_UP", "MAX_PAUSE_S", "Busy", "Pacer", "pause_after"]

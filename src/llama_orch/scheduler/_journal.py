@@ -183,7 +183,7 @@ class Journal:
                     continue
             if self._to_scrub:
                 loop = asyncio.get_running_loop()
-                wait = self.pacer.wait_s(loop.time())
+                wait = self.pacer.wait_s(loop.time(), len(self._to_scrub))
                 if wait > 0:  # paced while tasks stream: commits (and the tokens they free) go first
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(wait):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -380,7 +381,9 @@ class Orchestrator:
         if self.records is not None:
             pool = self.pools[record.pool_id]
             digest = self.catalog.model_digest(pool.model_ref) if self.catalog is not None else None
-            content = record_content(
+            # Built when the writer gets to it (background work, paced): the task's content is final.
+            content = functools.partial(
+                record_content,
                 record,
                 engine=pool.config.engine,
                 engine_version=pool.engine_version,

@@ -21,6 +21,9 @@ from llama_orch.scheduler._tasks import TaskRecord
 
 log = logging.getLogger("llama_orch.records")
 
+Content = dict[str, Any] | Callable[[], dict[str, Any]]
+"""A record's content, or what builds it."""
+
 Put = Callable[..., Awaitable[object]]
 """``ArtifactStore.put``-shaped: keyword arguments kind, content, tags, session_id, task_id."""
 
@@ -86,7 +89,7 @@ class RecordWriter:
 
     def __init__(self, put: Put, *, max_pending: int = 10_000) -> None:
         self._put = put
-        self._queue: asyncio.Queue[tuple[dict[str, Any], TaskRecord]] = asyncio.Queue(max_pending)
+        self._queue: asyncio.Queue[tuple[Content, TaskRecord]] = asyncio.Queue(max_pending)
         self._task: asyncio.Task[None] | None = None
         self.pacer = Pacer()
         """Shared with the orchestrator's other background work: records yield to streaming tasks."""
@@ -98,7 +101,9 @@ class RecordWriter:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="task-records")
 
-    def submit(self, content: dict[str, Any], record: TaskRecord) -> None:
+    def submit(self, content: Content, record: TaskRecord) -> None:
+        """Queue ``record``'s record artifact: its content, or what builds it when its turn comes
+        (an ended task's content is final; building it joins its whole transcript)."""
         try:
             self._queue.put_nowait((content, record))
         except asyncio.QueueFull:
@@ -114,14 +119,14 @@ class RecordWriter:
         loop = asyncio.get_running_loop()
         while True:
             content, record = await self._queue.get()
-            wait = self.pacer.wait_s(loop.time())
+            wait = self.pacer.wait_s(loop.time(), self._queue.qsize() + 1)
             if wait:
                 await asyncio.sleep(wait)
             started = loop.time()
             try:
                 await self._put(
                     kind="trace",
-                    content=content,
+                    content=content() if callable(content) else content,
                     tags=["task-record", f"pool:{record.pool_id}", f"state:{record.state.value}"],
                     session_id=record.request.session_id,
                     task_id=record.task_id,
