@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llama_orch.scheduler import TaskRecord
+from llama_orch.scheduler import Reader, TaskRecord, TaskState
 from llama_orch.scheduler._tasks import frame
 from llama_orch_api import TaskRequest
 
@@ -63,3 +64,25 @@ def test_no_tokens_after_the_end() -> None:
     assert rec.finish("end", "{}", rec.state)
     assert not rec.emit_tokens(["b"])
     assert len(rec.frames) == 2 and rec.tokens_out == 1
+
+
+async def test_a_reader_wakes_on_frames_and_times_out_on_silence() -> None:
+    loop = asyncio.get_running_loop()
+    rec = record()
+    reader = Reader(rec, heartbeat_s=0.05)
+    try:
+        started = loop.time()
+        reader.wrote()
+        assert await reader.wait(0) is False  # nothing readable: the heartbeat ends the wait
+        assert loop.time() - started >= 0.9 * 0.05  # silence counts from the last write
+        reader.wrote()  # (the keep-alive the stream writes then)
+        loop.call_later(0.01, rec.emit_tokens, ["a"])  # no journal: readable at once
+        assert await reader.wait(0) is True and rec.readable == 1
+        for n in range(1, 50):  # many waits, each woken by a frame; the one timer is not re-made per wait
+            loop.call_soon(rec.emit_tokens, [f"t{n}"])
+            assert await reader.wait(n) is True
+        assert rec.readable == 50 and not rec._waiters  # every waiter notified and gone
+        rec.finish("end", "{}", TaskState.done)
+        assert await reader.wait(rec.readable) is True  # ended: nothing to wait for
+    finally:
+        reader.close()

@@ -32,7 +32,7 @@ from llama_orch.scheduler._relay import RelayTimeouts, relay
 from llama_orch.scheduler._replicas import Replica, ReplicaSet
 from llama_orch.scheduler._sqlite import SqliteStore
 from llama_orch.scheduler._store import Batch, Recovered, TaskStore
-from llama_orch.scheduler._tasks import TaskRecord, TaskState
+from llama_orch.scheduler._tasks import Reader, TaskRecord, TaskState
 from llama_orch.scheduler._views import budget_info
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "JournalConfig",
     "Orchestrator",
     "Pool",
+    "Reader",
     "RecordWriter",
     "Recovered",
     "RecoveryReport",

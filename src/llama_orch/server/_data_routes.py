@@ -9,6 +9,7 @@ from aiohttp import web
 
 from llama_orch.core import parse_task
 from llama_orch.errors import OrchError
+from llama_orch.scheduler import Reader
 from llama_orch.server._http import ADMITTED, CID, CONFIG, ORCH, E, Route, json_response, read_body
 from llama_orch_api import AdmissionResponse, ErrorCode, SessionInfo, TaskRequest
 
@@ -48,6 +49,7 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
     gap = request.app[CONFIG].server.sse_min_write_interval_ms / 1000
     loop = asyncio.get_running_loop()
     written_at = 0.0
+    reader = Reader(record, heartbeat)
     record.readers += 1  # a task being read is no orphan
     try:
         while True:
@@ -62,16 +64,19 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
                 # Everything already readable goes out in one write (coalescing is worth 3x).
                 await response.write(b"".join(frames[cursor:end]) if end - cursor > 1 else frames[cursor])
                 written_at = loop.time()
+                reader.wrote()
                 cursor = end
                 continue
             if record.ended:
                 break
-            if not await record.wait(cursor, heartbeat):
+            if not await reader.wait(cursor):
                 await response.write(b": keep-alive\n\n")
+                reader.wrote()
     except ConnectionError:
         # The client went away; the task keeps running and can be resumed with Last-Event-ID.
         return response
     finally:
+        reader.close()
         record.readers -= 1
         record.last_read = time.monotonic()
     await response.write_eof()
