@@ -318,3 +318,23 @@ def test_one_slot_replay_is_the_heap_replay_to_the_bit(first: float, ahead: list
     expected = heap[0] + extra / len(heap) if extra > 0 else heap[0]
     assert predict_start_ms([first], ahead, extra_ahead_ms=extra) == expected
     assert predict_start_ms(iter([first]), iter(ahead), extra_ahead_ms=extra) == expected
+
+
+def test_store_rows_and_pushed_keep_their_dataclass_behaviour() -> None:
+    from llama_orch.core._queue import Pushed
+    from llama_orch.scheduler._store import EventsRow, TaskRow, TaskStateRow
+
+    row = TaskRow("t", 1, "p", b"{}", 2.0, 0, 5)
+    assert row == TaskRow(task_id="t", seq=1, pool_id="p", body=b"{}", admitted_wall=2.0, queue_position=0,
+                          predicted_start_ms=5)  # fmt: skip
+    assert hash(EventsRow("t", 1, b"x")) == hash(EventsRow("t", 1, b"x"))
+    assert repr(TaskStateRow("t", "queued", None, False, None)) == (
+        "TaskStateRow(task_id='t', state='queued', replica_id=None, settled=False, finished_wall=None)"
+    )
+    assert Pushed(3) == Pushed(3, None) and Pushed(1, ("a", 2)).evicted == ("a", 2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        row.task_id = "u"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Pushed(0).position = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        EventsRow("t", 1)  # type: ignore[call-arg]

@@ -24,6 +24,7 @@ from enum import StrEnum
 from itertools import islice
 from typing import Generic, TypeVar
 
+from llama_orch.core._predict import slot_init
 from llama_orch_api import Priority
 
 T = TypeVar("T")
@@ -34,6 +35,7 @@ class QueuePolicy(StrEnum):
     drop_lru = "drop-lru"
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Pushed(Generic[T]):
     """Outcome of a successful push: the entry's position and what was evicted for it."""

@@ -23,7 +23,10 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 
+from llama_orch.core._predict import slot_init
 
+
+@slot_init
 @dataclass(frozen=True, slots=True)
 class TaskRow:
     """A task as admitted: written once, before its ``202``."""
@@ -40,6 +43,7 @@ class TaskRow:
     predicted_start_ms: int
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class TaskStateRow:
     """A task's latest state (upserted whenever it changes)."""
@@ -52,6 +56,7 @@ class TaskStateRow:
     finished_wall: float | None
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class EventsRow:
     """Frames ``first_id…`` of a task's event log, appended in order."""
