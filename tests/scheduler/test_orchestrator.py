@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -104,5 +106,72 @@ async def test_orphaned_tasks_are_cancelled_and_free_their_place() -> None:
         assert reader.state == "running"
         reader.readers, reader.last_read = 0, now + 40.0
         assert orch.cancel_orphans(now + 60.0) == []  # read 20 s ago: not an orphan yet
+    finally:
+        await orch.aclose()
+
+
+async def test_orphan_scans_skipped_by_the_floor_find_what_a_full_scan_finds() -> None:
+    """cancel_orphans skips its walk while no task can be an orphan yet (``_orphan_floor``): over
+    admissions, streams opened and closed (as the stream route does) and scans at later times, it
+    answers exactly the tasks unfinished, unread and idle past the timeout."""
+    rng = random.Random(7)
+    pool = PoolConfig(
+        id="default", mock=MockSettings(tokens_per_s=5, first_token_ms=1, slots=2), queue=QueueConfig(capacity=500)
+    )
+    orch = Orchestrator(SchedulerSettings(pools=(pool,), orphan_timeout_s=30.0))
+    await orch.start()
+    try:
+        skipped = cancelled = 0
+        start = time.monotonic()
+        for _ in range(300):  # bounded
+            op = rng.random()
+            records = [r for r in orch.tasks.values() if r.finished_at is None]
+            if op < 0.3 or not records:
+                orch.submit(TaskRequest(prompt="x", max_tokens=100))
+            elif op < 0.5:
+                rng.choice(records).readers += 1
+            elif op < 0.7:
+                opened = [r for r in records if r.readers > 0]
+                if opened:
+                    record = rng.choice(opened)
+                    record.readers -= 1
+                    record.last_read = time.monotonic()
+            else:
+                # A cutoff among the tasks' admission and read times (or far before or past them).
+                elapsed = time.monotonic() - start
+                back = rng.choice([-15.0, 0.0, 1.0, 30.0]) if rng.random() < 0.3 else rng.uniform(0, elapsed)
+                now = time.monotonic() + 30.0 - back
+                expected = sorted(
+                    r.task_id
+                    for r in orch.tasks.values()
+                    if r.finished_at is None and r.readers == 0 and (r.last_read or r.admitted_at) < now - 30.0
+                )
+                skipped += now - 30.0 <= orch._orphan_floor
+                assert sorted(orch.cancel_orphans(now)) == expected
+                cancelled += len(expected)
+            if rng.random() < 0.1:
+                await asyncio.sleep(0.001)
+        assert skipped > 0 and cancelled > 0
+    finally:
+        await orch.aclose()
+
+
+async def test_a_scan_skipped_by_the_floor_still_finds_a_task_unread_since_before_it() -> None:
+    pool = PoolConfig(id="default", mock=MockSettings(tokens_per_s=5, first_token_ms=1, slots=1))
+    orch = Orchestrator(SchedulerSettings(pools=(pool,), orphan_timeout_s=30.0))
+    await orch.start()
+    try:
+        first = orch.get_task(orch.submit(TaskRequest(prompt="x", max_tokens=100)).task_id)
+        await asyncio.sleep(0.01)
+        second = orch.get_task(orch.submit(TaskRequest(prompt="y", max_tokens=100)).task_id)
+        assert orch.cancel_orphans(second.admitted_at + 29.0) == []
+        assert orch._orphan_floor == first.admitted_at  # the longest unread task, not the scan's time
+        between = (first.admitted_at + second.admitted_at) / 2 + 30.0
+        assert orch.cancel_orphans(between) == [first.task_id]
+        second.readers += 1
+        await asyncio.sleep(0.01)
+        second.readers, second.last_read = 0, time.monotonic()  # a stream opened and closed
+        assert second.task_id not in orch.cancel_orphans((second.admitted_at + second.last_read) / 2 + 30.0)
+        assert second.task_id in orch.cancel_orphans(second.last_read + 31.0)
     finally:
         await orch.aclose()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -121,6 +122,8 @@ class Orchestrator:
         }
         self._sweeper: asyncio.Task[None] | None = None
         self._match_cache: dict[tuple[object, ...], list[PoolLimits]] = {}
+        self._orphan_floor = -math.inf
+        """No unfinished task has been unread since before this (monotonic; see :meth:`cancel_orphans`)."""
         self.catalog: AdmissionGate | None = None
         """Set by the app when a model catalog is configured; consulted on every admission."""
         self.records: RecordWriter | None = None
@@ -440,11 +443,21 @@ class Orchestrator:
         if timeout is None:
             return []
         cutoff = now - timeout
-        orphans = [
-            r
-            for r in self.tasks.values()
-            if r.finished_at is None and r.readers == 0 and (r.last_read or r.admitted_at) < cutoff
-        ]
+        if cutoff <= self._orphan_floor:
+            # No task can be an orphan yet: each unfinished one was unread since at least the floor,
+            # or was read, or came, after the last scan (admitted_at and last_read are set from
+            # time.monotonic() when they happen), so a scan would find none.
+            return []
+        floor = time.monotonic()
+        orphans = []
+        for r in self.tasks.values():
+            if r.finished_at is None and r.readers == 0:
+                since = r.last_read or r.admitted_at
+                if since < floor:
+                    floor = since  # orphans too: one still unfinished at the next scan is found again
+                if since < cutoff:
+                    orphans.append(r)
+        self._orphan_floor = floor
         for record in orphans:
             log.info(
                 "task %s: nobody read its stream for %g s; cancelling it (orphan_timeout_s)",
