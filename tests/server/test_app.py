@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aiohttp
@@ -261,16 +262,27 @@ async def test_drop_lru_never_evicts_interactive_for_batch(serve: Serve, http: a
 
 async def test_interactive_runs_before_batch(serve: Serve, http: aiohttp.ClientSession) -> None:
     base = await serve(fast_config(mock=MockSettings(tokens_per_s=200, first_token_ms=1, slots=1)))
-    head = await submit(http, base, max_tokens=20)
-    b1 = await submit(http, base, max_tokens=2, priority="batch")
-    b2 = await submit(http, base, max_tokens=2, priority="batch")
-    i1 = await submit(http, base, max_tokens=2, priority="interactive")
+    # waited_ms counts from each task's own admission: a start is placed on the client's clock at
+    # the middle of its submit's round trip plus waited_ms (off by at most half a round trip, while
+    # one task of 6 tokens at 200 tok/s keeps the next 30 ms from the slot).
+    admitted_at: dict[str, float] = {}
+
+    async def timed(**body: Any) -> dict[str, Any]:
+        before = time.monotonic()
+        task = await submit(http, base, **body)
+        admitted_at[task["task_id"]] = (before + time.monotonic()) / 2
+        return task
+
+    head = await timed(max_tokens=20)
+    b1 = await timed(max_tokens=6, priority="batch")
+    b2 = await timed(max_tokens=6, priority="batch")
+    i1 = await timed(max_tokens=6, priority="interactive")
     assert (b1["queue_position"], b2["queue_position"], i1["queue_position"]) == (0, 1, 0)
     order = []
     for task in (head, b1, b2, i1):
         events = await read_stream(http, base, task["task_id"])
         started = next(e.data for e in events if e.event == "started")
-        order.append((started["waited_ms"], task["task_id"]))
+        order.append((admitted_at[task["task_id"]] + started["waited_ms"] / 1000, task["task_id"]))
     assert [tid for _, tid in sorted(order)] == [head["task_id"], i1["task_id"], b1["task_id"], b2["task_id"]]
 
 
