@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -152,7 +153,9 @@ _PLAIN_WHOLE = [
 _PLAIN_TOKEN_COUNT = r"tokens[\"']?\s*[:=]\s*[\"']?\d+(?![\w.-])"  # a count (max_tokens: 2000), not a secret
 _PLAIN_VALUE = [
     re.compile(r"(?i)(\b(?:bearer|basic)\s+)(?!\[REDACTED\])[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(rf"(?i)(\b[\w.-]*(?!{_PLAIN_TOKEN_COUNT}){_PLAIN_SECRET_WORD}[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"',;&]{{4,}}"),
+    re.compile(
+        rf"(?i)(\b[\w.-]*(?!{_PLAIN_TOKEN_COUNT}){_PLAIN_SECRET_WORD}[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"',;&]{{4,}}"
+    ),
     re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)(?!\[REDACTED\])[^\s@/]+(?=@)"),
 ]
 
@@ -191,3 +194,62 @@ def test_a_long_token_log_is_redacted_like_the_plain_patterns_do() -> None:
     text = frames + 'id: 2001\nevent: end\ndata: {"tokens":2000,"api_key":"sk-abcdefghijklmnop1234"}\n\n'
     assert Redactor().redact(text) == _plain_redact(text)
     assert "sk-abcdefghijklmnop1234" not in Redactor().clean(text)
+
+
+# -- secrets split across pieces (a task's tokens) ---------------------------------------------
+
+_SPLIT_TEXTS = [
+    "my key is sk-abcdefghijklmnop12345678 ok",
+    "export GITHUB_TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123 && run",
+    "curl -H 'Authorization: Bearer abcdefgh12345678' https://x",
+    "db: postgres://admin:s3cr3tpass@db.internal/app and password=hunter2hunter2",
+    "the canary canary-5e1f0c2b9d7a4e63 twice: canary-5e1f0c2b9d7a4e63.",
+    "non-ASCII literal: canäry-ü-9f8e7d6c here",
+    "nothing secret in here at all, max_tokens: 2000",
+]
+_SPLIT_REDACTOR = Redactor(literals=["canary-5e1f0c2b9d7a4e63", "canäry-ü-9f8e7d6c"])
+
+
+def _cut(text: str, cuts: list[int]) -> list[str]:
+    points = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    return [text[a:b] for a, b in itertools.pairwise(points)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_SPLIT_TEXTS), st.lists(st.integers(min_value=0, max_value=200), max_size=40))
+def test_pieces_are_redacted_as_their_joined_text_is(text: str, cuts: list[int]) -> None:
+    """However a text is cut into pieces (tokens), the pieces' redaction joins to the text's own
+    redaction, keeps the number of pieces, and leaves a piece no secret touches as it was."""
+    pieces = _cut(text, cuts)
+    out = _SPLIT_REDACTOR.redact_pieces(pieces)
+    expected = _SPLIT_REDACTOR.clean(text)
+    if out is None:
+        assert expected == text
+        return
+    assert "".join(out) == expected != text
+    assert len(out) == len(pieces)
+    spans = _SPLIT_REDACTOR.hidden_spans(text)
+    offset = 0
+    for piece, got in zip(pieces, out, strict=True):
+        start, end = offset, offset + len(piece)
+        offset = end
+        if not any(s < end and e > start for s, e in spans):
+            assert got == piece
+
+
+def test_a_secret_in_no_piece_whole_is_still_hidden() -> None:
+    pieces = ["key: s", "k-abcd", "efghijklmnop", "1234 then canary-5e", "1f0c2b9d7a4e63!"]
+    assert all(_SPLIT_REDACTOR.clean(p) == p for p in pieces)  # each piece alone: nothing to hide
+    assert _SPLIT_REDACTOR.redact_pieces(pieces) == ["key: [REDACTED]", "", "", " then [REDACTED]", "!"]
+
+
+def test_hidden_spans_name_what_redact_hides() -> None:
+    text = "a sk-abcdefghijklmnop12345678 b password=hunter2hunter2 c"
+    spans = _SPLIT_REDACTOR.hidden_spans(text)
+    assert [text[s:e] for s, e in spans] == ["sk-abcdefghijklmnop12345678", "hunter2hunter2"]
+    assert _SPLIT_REDACTOR.hidden_spans("plain words, tokens: 12") == []
+    assert _SPLIT_REDACTOR.redact_pieces(["plain ", "words"]) is None
+    # configured patterns: a group named secret hides only that group
+    r = Redactor(patterns=[r"acct=(?P<secret>\d{6})"])
+    assert [("acct=123456 x"[s:e]) for s, e in r.hidden_spans("acct=123456 x")] == ["123456"]
+    assert r.redact_pieces(["acct=12", "3456 x"]) == ["acct=[REDACTED]", " x"]

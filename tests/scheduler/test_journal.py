@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from llama_orch.errors import OrchError
+from llama_orch.policy import Redactor
 from llama_orch.scheduler import Batch, Journal, Recovered, SqliteStore, TaskRecord, TaskState, TaskStore
 from llama_orch.scheduler._background import Pacer
 from llama_orch_api import ErrorCode, TaskRequest
@@ -137,6 +138,34 @@ async def test_an_ended_task_is_scrubbed_at_rest(store: Counting) -> None:
     found = await SqliteStore(store.inner.path).recover()
     assert b"[REDACTED]" in found.tasks[0].row.body and b"[REDACTED]" in found.tasks[0].frames
     assert found.tasks[0].state is not None and found.tasks[0].state.state == "done"
+
+
+async def test_a_secret_split_across_tokens_is_scrubbed_at_rest(store: Counting) -> None:
+    """An engine's tokens are pieces of words: a key in three tokens, or a non-ASCII literal (in the
+    log only as JSON escapes), is in no frame whole. At rest (the SQLite files) it is gone all the
+    same; the live record keeps what was said, and the stored log keeps its frames and ids."""
+    literal = "canäry-5e1f0c2b9d7a4e63"
+    redactor = Redactor(literals=[literal])
+    journal = Journal(store, commit_interval_s=0.0, redact=redactor.clean)
+    journal.redact_pieces = redactor.redact_pieces
+    journal.start()
+    rec = TaskRecord("t1", TaskRequest(prompt="go", max_tokens=16), "p", queue_position=0, predicted_start_ms=0)
+    journal.admit(rec, rec.request.model_dump_json().encode(), wall=1.0)
+    rec.emit_tokens(["key", " sk-abcd", "efghijkl", "mnop12345678", " and can", "äry-5e1f0c", "2b9d7a4e63", "."])
+    rec.finish("end", "{}", TaskState.done)
+    await journal.committed()
+    live = b"".join(rec.frames)
+    assert b"efghijkl" in live and b"2b9d7a4e63" in live  # readers of the live task get what was said
+    await journal.aclose()
+    files = contents(store.inner.path.parent)
+    for piece in (b"efghijkl", b"mnop12345678", b"sk-abcd", b"2b9d7a4e63", b"5e1f0c"):
+        assert files and not any(piece in blob for blob in files), piece
+    found = (await SqliteStore(store.inner.path).recover()).tasks[0]
+    assert found.scrubbed
+    frames = [f for f in found.frames.split(b"\n\n") if f]
+    assert len(frames) == len(rec.frames)  # same frames: a reader resuming after a restart keeps its ids
+    assert [f.split(b"\n", 1)[0] for f in frames] == [f.split(b"\n", 1)[0] for f in rec.frames]
+    assert found.frames.count(b"[REDACTED]") == 2
 
 
 async def test_the_scrub_comes_after_the_commit_that_made_the_end_readable(store: Counting) -> None:

@@ -8,9 +8,11 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llama_orch.policy import Redactor
 from llama_orch.scheduler import Reader, TaskRecord, TaskState
-from llama_orch.scheduler._tasks import frame
+from llama_orch.scheduler._tasks import frame, redact_tokens
 from llama_orch_api import TaskRequest
+from tests.conftest import parse_sse
 
 # Any text an engine adapter can yield: every code point, lone surrogates included (a str from a
 # JSON "\ud800" escape holds one), with quotes, backslashes and control characters made likely.
@@ -86,3 +88,38 @@ async def test_a_reader_wakes_on_frames_and_times_out_on_silence() -> None:
         assert await reader.wait(rec.readable) is True  # ended: nothing to wait for
     finally:
         reader.close()
+
+
+# -- secrets split across token frames (redact_tokens) -----------------------------------------
+
+
+def _log(tokens: list[str]) -> str:
+    rec = TaskRecord("t", TaskRequest(prompt="x", max_tokens=64), "p", queue_position=0, predicted_start_ms=0)
+    rec.emit("metrics", '{"queue_position":0}')
+    rec.emit_tokens(tokens)
+    rec.finish("end", f'{{"tokens_out":{len(tokens)},"decode_time_ms":1}}', TaskState.done)
+    return b"".join(rec.frames).decode()
+
+
+def test_redact_tokens_hides_a_secret_split_across_frames() -> None:
+    secret = "canäry-5e1f0c2b9d7a4e63"  # non-ASCII: in the log only as \u escapes
+    redactor = Redactor(literals=[secret])
+    tokens = ["say", " can", "äry-5e1", "f0c2b9d7a4e63", ' "quoted\\"', " sk-abcdefgh", "ijklmnop12345678", " end"]
+    text = _log(tokens)
+    assert redactor.clean(text) == text  # frame by frame there is nothing to hide
+    out = redact_tokens(text, redactor.redact_pieces)
+    events = parse_sse(out)
+    assert [e.id for e in events] == [e.id for e in parse_sse(text)]  # same frames, same ids
+    got = [e.data["t"] for e in events if e.event == "token"]
+    assert got == ["say", " [REDACTED]", "", "", ' "quoted\\"', " [REDACTED]", "", " end"]
+    assert [e.data["i"] for e in events if e.event == "token"] == list(range(len(tokens)))
+    assert secret not in "".join(got) and "sk-abcdefgh" not in out
+    # frames no secret touches are kept byte for byte, the others are rewritten in place
+    kept = [f for f in text.split("\n\n") if f and ('"t":"say"' in f or "metrics" in f or "event: end" in f)]
+    assert all(f in out for f in kept)
+
+
+def test_redact_tokens_leaves_a_clean_log_as_it_is() -> None:
+    text = _log(["plain", " words", " only"])
+    assert redact_tokens(text, Redactor().redact_pieces) is text
+    assert redact_tokens("", Redactor().redact_pieces) == ""

@@ -184,6 +184,79 @@ class Redactor:
             count += n
         return text, count
 
+    def hidden_spans(self, text: str) -> list[tuple[int, int]]:
+        """Where in ``text`` the secrets are: the ``(start, end)`` spans that :meth:`redact` hides,
+        sorted and merged (each pattern's matches found in ``text`` itself, not in the text the
+        patterns before it left: spans that overlap are one span). For text that reaches its reader
+        in pieces, e.g. a task's tokens, each of which alone is no secret (see ``redact_pieces``).
+        """
+        spans: list[tuple[int, int]] = []
+        if self._literals is not None:
+            spans.extend(m.span() for m in self._literals.finditer(text))
+        if self._builtin:
+            for pattern, literals in _WHOLE:
+                if any(lit in text for lit in literals):
+                    spans.extend(m.span() for m in pattern.finditer(text))
+            lower = text.lower() if text.isascii() else None
+            for pattern, guard in _VALUE:
+                if isinstance(guard, re.Pattern):
+                    if guard.search(text) is None:
+                        continue
+                elif guard:
+                    if not any(lit in text for lit in guard):
+                        continue
+                elif lower is not None and not _matches_at_a_word(pattern, text, lower):
+                    continue
+                spans.extend((m.end(1), m.end()) for m in pattern.finditer(text))
+        for pattern in self._patterns:
+            for m in pattern.finditer(text):
+                named = "secret" in pattern.groupindex and m.group("secret") is not None
+                spans.append(m.span("secret") if named else m.span())
+        merged: list[tuple[int, int]] = []
+        for start, end in sorted(span for span in spans if span[1] > span[0]):
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        return merged
+
+    def redact_pieces(self, pieces: list[str]) -> list[str] | None:
+        """``pieces`` (parts of one text, in order) with the secrets of their joined text hidden,
+        also those split across pieces: each hidden span becomes one ``[REDACTED]`` in the piece
+        where it starts, and is cut out of the pieces it runs on into. None when nothing is hidden.
+        The pieces keep their number (an emptied piece is ``""``)."""
+        spans = self.hidden_spans("".join(pieces))
+        if not spans:
+            return None
+        out: list[str] = []
+        offset = 0
+        k = 0  # the first span that may touch the current piece
+        for piece in pieces:
+            start, end = offset, offset + len(piece)
+            offset = end
+            while k < len(spans) and spans[k][1] <= start:
+                k += 1
+            if k == len(spans) or spans[k][0] >= end:
+                out.append(piece)
+                continue
+            parts: list[str] = []
+            at = start
+            j = k
+            while j < len(spans) and spans[j][0] < end:
+                s, e = spans[j]
+                if s > at:
+                    parts.append(piece[at - start : s - start])
+                if s >= start:
+                    parts.append(REDACTED)
+                at = max(at, min(e, end))
+                if e > end:
+                    break
+                j += 1
+            if at < end:
+                parts.append(piece[at - start :])
+            out.append("".join(parts))
+        return out
+
     def clean(self, text: str) -> str:
         """``text`` with secrets replaced (the count dropped)."""
         return self.redact(text)[0]

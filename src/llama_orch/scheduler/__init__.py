@@ -32,7 +32,7 @@ from llama_orch.scheduler._relay import RelayTimeouts, relay
 from llama_orch.scheduler._replicas import Replica, ReplicaSet
 from llama_orch.scheduler._sqlite import SqliteStore
 from llama_orch.scheduler._store import Batch, Recovered, TaskStore
-from llama_orch.scheduler._tasks import Reader, TaskRecord, TaskState
+from llama_orch.scheduler._tasks import Reader, TaskRecord, TaskState, redact_tokens
 from llama_orch.scheduler._views import budget_info
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "budget_info",
     "drain",
     "record_content",
+    "redact_tokens",
     "redacted_request",
     "relay",
     "reload",

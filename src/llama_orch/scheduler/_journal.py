@@ -38,7 +38,7 @@ from llama_orch.core import Session
 from llama_orch.errors import OrchError
 from llama_orch.scheduler._background import Pacer
 from llama_orch.scheduler._store import Batch, EventsRow, ScrubRow, SessionRow, TaskRow, TaskStateRow, TaskStore
-from llama_orch.scheduler._tasks import TaskRecord, TaskState
+from llama_orch.scheduler._tasks import TaskRecord, TaskState, redact_tokens
 from llama_orch_api import ErrorCode
 
 log = logging.getLogger("llama_orch.journal")
@@ -80,6 +80,9 @@ class Journal:
         self.store = store
         self.redact = redact
         """Applied to an ended task's request and event log before they stay at rest (see ``ScrubRow``)."""
+        self.redact_pieces: Callable[[list[str]], list[str] | None] | None = None
+        """Applied (first) to the texts of an ended task's token frames, in order, for the secrets split
+        across tokens (see :func:`redact_tokens`); None: each frame's text is redacted alone."""
         self.commit_interval_s = commit_interval_s
         self.next_seq = 1
         self.commits = 0
@@ -225,7 +228,7 @@ class Journal:
         assert self.redact is not None
         body = self.redact(record.request.model_dump_json(exclude_none=True))
         text = b"".join(record.frames[:count]).decode("utf-8", "surrogateescape")
-        frames = self.redact(text)
+        frames = self.redact(redact_tokens(text, self.redact_pieces) if self.redact_pieces is not None else text)
         redacted = None if frames == text else frames.encode("utf-8", "surrogateescape")
         return ScrubRow(record.task_id, body.encode(), redacted)
 

@@ -16,7 +16,9 @@ back: after a restart the log continues exactly where any reader could have been
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING
@@ -49,6 +51,35 @@ def frame(event_id: int, event: str, data: str) -> bytes:
 # two Python calls in front of it. Its output is ASCII, so a token frame is built as bytes.
 # (The relay builds one per token; this way takes about 60% of the f-string-and-json.dumps time.)
 _TOKEN_FRAME = b'id: %d\nevent: token\ndata: {"t":%b,"i":%d}\n\n'
+
+
+_TOKEN_HEAD = '\nevent: token\ndata: {"t":'
+"""What follows a token frame's id line (see _TOKEN_FRAME): its text, a JSON string, comes next."""
+
+
+def redact_tokens(text: str, redact_pieces: Callable[[list[str]], list[str] | None]) -> str:
+    """An event log (its frames' text) with the secrets of its token stream hidden, also those
+    that no single frame holds: an engine's tokens are pieces of words, and ``sk-ab`` ``cd12…`` or a
+    literal in three tokens is in no frame's text whole. ``redact_pieces`` (e.g.
+    :meth:`~llama_orch.policy.Redactor.redact_pieces`) sees the tokens' decoded texts in order; a
+    frame it changed is written again with its new text (same id and index, so the log keeps its
+    frames); the other frames stay byte for byte."""
+    # Frames hold no raw newline but their line ends (data is one line of JSON), so each
+    # occurrence of the head is a token frame's; and a JSON string has no unescaped quote, so the
+    # first ',"i":' after it ends the text's literal. Splitting on the head is C work, not a
+    # regex's (~3x faster on a 2,000-token log).
+    chunks = text.split(_TOKEN_HEAD)
+    if len(chunks) == 1:
+        return text
+    literals = [chunk[: chunk.find(',"i":')] for chunk in chunks[1:]]
+    tokens: list[str] = json.loads("[" + ",".join(literals) + "]")
+    redacted = redact_pieces(tokens)
+    if redacted is None:
+        return text
+    for k, (literal, old, new) in enumerate(zip(literals, tokens, redacted, strict=True), start=1):
+        if new != old:
+            chunks[k] = encode_basestring_ascii(new) + chunks[k][len(literal) :]
+    return _TOKEN_HEAD.join(chunks)
 
 
 def _expire(waiter: asyncio.Future[bool]) -> None:

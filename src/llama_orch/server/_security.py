@@ -65,6 +65,7 @@ from llama_orch.policy import (
     default_redactor,
     vet_outbound,
 )
+from llama_orch.scheduler import redact_tokens
 from llama_orch.server._http import ADMITTED, CID, Handler, Route, error_response
 from llama_orch.server._openai_routes import answer_error
 from llama_orch.server.openapi import path_template
@@ -509,6 +510,9 @@ class PolicyArtifactStore(ArtifactStore):
         is_record = request.kind.value == "trace" and "task-record" in request.tags
         if is_record and isinstance(content, dict):
             content = sec.observe_record(content, time.time_ns())
+            transcript = content.get("transcript")
+            if isinstance(transcript, str):  # the secrets its tokens split (the policy sees frames whole)
+                content["transcript"] = redact_tokens(transcript, default_redactor().redact_pieces)
         text = json.dumps(content, ensure_ascii=False)
         decision = sec.policy.write(Write("artifact", text, kind=request.kind.value))
         if sec.metrics is not None:

@@ -126,6 +126,7 @@ def create_app(config: OrchestratorConfig) -> web.Application:
     if orchestrator.journal is not None:
         # What stays at rest of an ended task (its request and events) is redacted like its record.
         orchestrator.journal.redact = default_redactor().clean
+        orchestrator.journal.redact_pieces = default_redactor().redact_pieces  # secrets split across tokens
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
     # The OpenAI-compatible front door (contracts/openapi/openai.yaml), on the same port.
