@@ -123,9 +123,15 @@ class _ClientParser:
 
 
 def _engine_event(i: int) -> bytes:
-    return b'data: {"index":0,"content":' + json.dumps(f" tok{i % 97}").encode() + b',"tokens":[' + str(
-        i
-    ).encode() + b'],"stop":false,"id_slot":0,"tokens_predicted":' + str(i + 1).encode() + b"}\n\n"
+    return (
+        b'data: {"index":0,"content":'
+        + json.dumps(f" tok{i % 97}").encode()
+        + b',"tokens":['
+        + str(i).encode()
+        + b'],"stop":false,"id_slot":0,"tokens_predicted":'
+        + str(i + 1).encode()
+        + b"}\n\n"
+    )
 
 
 def _orch_event(i: int) -> bytes:

@@ -122,9 +122,8 @@ def test_indentation_offset_removed_when_search_is_deeper() -> None:
 
 
 def test_parse_numbers_blocks_and_hunks_with_shifted_hints() -> None:
-    text = (
-        "--- a/x.py\n+++ b/x.py\n@@ -2,2 +2,3 @@\n a\n+b\n c\n@@ -10,1 +11,1 @@\n-d\n+e\n"
-        + block("y.py", "1\n", "2\n")
+    text = "--- a/x.py\n+++ b/x.py\n@@ -2,2 +2,3 @@\n a\n+b\n c\n@@ -10,1 +11,1 @@\n-d\n+e\n" + block(
+        "y.py", "1\n", "2\n"
     )
     edits = parse_edits(text)
     assert [(e.block, e.path, e.kind, e.hint_line) for e in edits] == [

@@ -10,7 +10,7 @@ from llama_orch.agents import LoopConfig, SpecError, plan_repository
 from llama_orch.agents._git import Git
 from tests.agents._strkit import commit_all, git, strkit_repo
 
-TEST_0002 = '''import pytest
+TEST_0002 = """import pytest
 
 from strkit.case import snake_case
 
@@ -18,7 +18,7 @@ from strkit.case import snake_case
 @pytest.mark.req("STR-0002")
 def test_snake():
     assert snake_case("HelloWorld") == "hello_world"
-'''
+"""
 CONTRACT_0001 = (
     '{"$schema": "https://json-schema.org/draft/2020-12/schema", "x-req-id": "STR-0001", "type": "object"}\n'
 )

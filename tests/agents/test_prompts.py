@@ -111,7 +111,7 @@ def test_every_role_has_a_template() -> None:
 
 
 def test_an_answer_prefix_ends_the_prompt_for_a_completion_model_to_continue() -> None:
-    prefix = 'src/a.py\n<<<<<<< FILE\ndef check('
+    prefix = "src/a.py\n<<<<<<< FILE\ndef check("
     b = builder(2000)
     b.answer_prefix = prefix
     built = b.build(output_format="x", feedback="the last one was wrong")

@@ -75,7 +75,7 @@ PACT = {
     "metadata": {"pactSpecification": {"version": "3.0.0"}},
 }  # fmt: skip
 
-TESTS = '''\
+TESTS = """\
 import pytest
 from pytest import mark
 
@@ -104,7 +104,7 @@ class TestAuth0003Cache:
 
 def test_rejects_auth_0555_and_auth_0001():
     pass
-'''
+"""
 
 FEATURE = """\
 @AUTH-0001 @smoke
@@ -236,9 +236,7 @@ def test_commits_on_a_branch_range_and_in_an_empty_repo(repo: Path, tmp_path: Pa
 def test_scanning_is_static(tmp_path: Path) -> None:
     # Importing this file would raise; scanning only reads it.
     source = "raise SystemExit('imported!')\n\ndef test_auth_0001():\n    pass\n"
-    assert [c.req_id for c in scan_python_test(source, "t.py", ["AUTH-0001"], r"[A-Z][A-Z0-9]+-\d{4}")] == [
-        "AUTH-0001"
-    ]
+    assert [c.req_id for c in scan_python_test(source, "t.py", ["AUTH-0001"], r"[A-Z][A-Z0-9]+-\d{4}")] == ["AUTH-0001"]
     assert scan_python_test("def broken(:\n", "t.py", [], r"[A-Z]+-\d{4}") == []
 
 

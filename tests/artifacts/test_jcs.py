@@ -46,9 +46,9 @@ def test_same_bytes_or_the_same_refusal_as_the_package(value: object) -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        {"b": 1, "a": [True, None, "x\u2028\x7f\x00\x1f\"\\\n"], "\U0001f600": 2, "\ue000": 3},
+        {"b": 1, "a": [True, None, 'x\u2028\x7f\x00\x1f"\\\n'], "\U0001f600": 2, "\ue000": 3},
         "line\r\nbreak\ttab\bback\fform",
-        {"kind": "trace", "content": {"transcript": "id: 1\nevent: token\ndata: {\"t\":\"hi\",\"i\":0}\n\n"}},
+        {"kind": "trace", "content": {"transcript": 'id: 1\nevent: token\ndata: {"t":"hi","i":0}\n\n'}},
         [1.5, -0.0, 1e21, 1e-7, 2**53 - 1],
         (1, "two"),
     ],

@@ -237,8 +237,23 @@ def test_version_and_help(cli: Cli) -> None:
     assert ">=0.1,<0.2" in cli(None, "--version").stdout
     helped = cli(None, "--help")
     assert helped.exit_code == 0
-    for command in ("serve", "status", "submit", "sessions", "catalog", "pools", "artifacts", "capabilities",
-                    "plan", "contract", "tests", "impl", "loop", "trace", "replay"):
+    for command in (
+        "serve",
+        "status",
+        "submit",
+        "sessions",
+        "catalog",
+        "pools",
+        "artifacts",
+        "capabilities",
+        "plan",
+        "contract",
+        "tests",
+        "impl",
+        "loop",
+        "trace",
+        "replay",
+    ):
         assert command in helped.stdout
 
 

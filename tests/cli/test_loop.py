@@ -95,7 +95,7 @@ def test_the_loop_end_to_end(orchestratord: Orchestratord, tmp_path: Path) -> No
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["status"] == "done" and summary["run_id"] == run_id
-    after = events_of(repo)[len(before):]
+    after = events_of(repo)[len(before) :]
     assert not [e for e in after if e.get("event") == "call-started" and e["item"] in merged_before]
     merged = work_items_merged(repo)
     assert sorted(merged) == sorted(f"{k}:STR-000{n}" for k in ("contract", "test", "code") for n in range(1, 9))

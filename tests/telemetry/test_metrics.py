@@ -160,6 +160,9 @@ def test_requests_and_admissions_counted_on_the_hot_path_render_as_prometheus_wo
             if line.startswith(("llorch_http_request", "llorch_tasks_enqueued")) and "_created" not in line
         ]  # fmt: skip
         assert sorted(ours) == sorted(theirs) and len(ours) == 2 + 13 + 2 + 2, rounds
-    assert m.registry.get_sample_value(
-        "llorch_http_requests_total", {"route": "/v1/tasks", "method": "POST", "status": "202"}
-    ) == 12.0
+    assert (
+        m.registry.get_sample_value(
+            "llorch_http_requests_total", {"route": "/v1/tasks", "method": "POST", "status": "202"}
+        )
+        == 12.0
+    )

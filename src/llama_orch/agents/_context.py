@@ -51,9 +51,7 @@ class RankedFile:
     score: float
 
 
-def rank_files(
-    files: Mapping[str, str], terms: Iterable[str] = (), *, pinned: Iterable[str] = ()
-) -> list[RankedFile]:
+def rank_files(files: Mapping[str, str], terms: Iterable[str] = (), *, pinned: Iterable[str] = ()) -> list[RankedFile]:
     """Files by relevance, best first (ties by path): pinned files first, then per term (case
     insensitive, whole words) 5 points when the path contains it plus one per mention in the
     content, at most 10; terms that look like requirement ids (``ABC-0001``) count triple."""

@@ -136,9 +136,7 @@ def _apply_one(edit: Edit, state: _State) -> str:
     search = _lines(edit.search)
     if state.text is None:
         if search:
-            raise ValueError(
-                "the file does not exist; to create it use an empty SEARCH section or a whole-file block"
-            )
+            raise ValueError("the file does not exist; to create it use an empty SEARCH section or a whole-file block")
         state.text = _Text(_lines(edit.replace))
         return "created"
     if not search:

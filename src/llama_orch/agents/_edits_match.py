@@ -73,9 +73,7 @@ def _matches(lines: Sequence[str], search: Sequence[str], equal: Callable[[Seque
     return [i for i in range(len(lines) - n + 1) if equal(lines[i : i + n])]
 
 
-def locate(
-    lines: Sequence[str], search: Sequence[str], replace: Sequence[str], *, hint: int | None = None
-) -> Located:
+def locate(lines: Sequence[str], search: Sequence[str], replace: Sequence[str], *, hint: int | None = None) -> Located:
     """Where ``search`` is in ``lines`` and what replaces it; raises :class:`MatchError`."""
     n = len(search)
     stripped = [s.rstrip() for s in search]

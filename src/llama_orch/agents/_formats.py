@@ -77,9 +77,7 @@ class JsonFormat(Generic[M]):
         try:
             return self.model.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
-            )
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
             raise OutputFormatError(f"the JSON does not match the schema: {problems}") from exc
 
 

@@ -688,9 +688,7 @@ class LoopRun:
         return RunSummary(self.state.run_id, self.options.command, status, reason, data)
 
 
-async def run_loop(
-    options: LoopOptions, *, on_start: Callable[[LoopRun], None] | None = None
-) -> RunSummary:
+async def run_loop(options: LoopOptions, *, on_start: Callable[[LoopRun], None] | None = None) -> RunSummary:
     """Check, plan and run (see the module docstring); holds the repository's lock throughout."""
     located = await open_repo(options.repo, integration_branch=LoopConfig().integration_branch, require_clean=False)
     with repo_lock(located.llorch_dir):
@@ -699,4 +697,3 @@ async def run_loop(
         if on_start is not None:
             on_start(run)
         return await run.run()
-

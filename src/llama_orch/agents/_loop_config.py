@@ -184,8 +184,15 @@ class LoopConfig(_Strict):
             junit = None
             if kind == "tests" and any(Path(a).name == "pytest" or a == "pytest" for a in argv):
                 if not any(a.startswith("--junitxml") for a in argv):
-                    argv += ["-q", "-rfE", "--tb=short", "-p", "no:cacheprovider", "--continue-on-collection-errors",
-                             f"--junitxml={JUNIT_PATH}"]
+                    argv += [
+                        "-q",
+                        "-rfE",
+                        "--tb=short",
+                        "-p",
+                        "no:cacheprovider",
+                        "--continue-on-collection-errors",
+                        f"--junitxml={JUNIT_PATH}",
+                    ]
                 junit = next((a.split("=", 1)[1] for a in argv if a.startswith("--junitxml=")), None)
             specs.append(
                 GateSpec(

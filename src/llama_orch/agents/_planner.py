@@ -89,9 +89,7 @@ def read_failures(result: GateResult, spec: GateSpec, checkout: Path) -> list[Te
     ]
 
 
-def failing_by_requirement(
-    failures: list[TestFailure], citations: Mapping[str, set[str]]
-) -> dict[str, list[str]]:
+def failing_by_requirement(failures: list[TestFailure], citations: Mapping[str, set[str]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for f in failures:
         for req in cited_by(f, citations):

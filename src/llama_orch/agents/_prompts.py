@@ -44,7 +44,7 @@ ROLE_INSTRUCTIONS: dict[Role, str] = {
     ),
     Role.TEST_WRITER: (
         "You write tests for the requirements given, one or more per requirement, each marked with "
-        "@pytest.mark.req(\"<id>\") (or tagged @<id> in Gherkin). Tests must be able to fail."
+        '@pytest.mark.req("<id>") (or tagged @<id> in Gherkin). Tests must be able to fail.'
     ),
     Role.CODER: (
         "You change the code so that the tests and contracts for the requirements given pass. Change "

@@ -62,6 +62,7 @@ def scan_commits(
 
 def _unborn(repo: str | Path) -> bool:
     """A repository without any commit yet (HEAD names no commit)."""
+
     def ok(*args: str) -> bool:
         return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False).returncode == 0
 

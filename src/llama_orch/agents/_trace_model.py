@@ -85,9 +85,7 @@ class TraceIndex(BaseModel):
 
 def build_trace_index(spec: Spec, citations: Iterable[Citation]) -> TraceIndex:
     """Index ``citations`` by the requirements of ``spec`` (each id's first statement)."""
-    entries = {
-        r.id: TraceEntry(id=r.id, level=r.level, source=r.source, line=r.line) for r in spec.by_id.values()
-    }
+    entries = {r.id: TraceEntry(id=r.id, level=r.level, source=r.source, line=r.line) for r in spec.by_id.values()}
     unknown: list[Citation] = []
     for c in citations:
         entry = entries.get(c.req_id)

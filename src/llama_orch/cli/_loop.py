@@ -53,9 +53,7 @@ BudgetCost = Annotated[
     float | None,
     typer.Option("--budget-cost", min=0, help="Cost the run may spend (pools' price per token).", show_default=False),
 ]
-AgentsOpt = Annotated[
-    str, typer.Option("--agents", help="Agents at once: 'auto' (from the pools' slots) or a number.")
-]
+AgentsOpt = Annotated[str, typer.Option("--agents", help="Agents at once: 'auto' (from the pools' slots) or a number.")]
 
 contract_app = typer.Typer(help="Contracts for the requirements (OpenAPI / JSON Schema / Pact).", no_args_is_help=True)
 tests_app = typer.Typer(help="Tests for the requirements.", no_args_is_help=True)

@@ -55,6 +55,7 @@ def slot_init(cls: _C) -> _C:
     type.__setattr__(cls, "__init__", init)
     return cls
 
+
 EXACT_PREDICTION_LIMIT = 64
 """Queued tasks replayed exactly when predicting a start; the rest count as fluid work."""
 

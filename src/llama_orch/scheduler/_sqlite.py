@@ -88,6 +88,8 @@ _TASK_COLUMNS = (
     "task_id, seq, pool, body, admitted_wall, queue_position, predicted_start_ms, "
     "state, replica, settled, finished_wall"
 )
+
+
 class SqliteStore(TaskStore):
     """:class:`TaskStore` on one SQLite file (see the module docstring)."""
 
