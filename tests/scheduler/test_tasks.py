@@ -123,3 +123,9 @@ def test_redact_tokens_leaves_a_clean_log_as_it_is() -> None:
     text = _log(["plain", " words", " only"])
     assert redact_tokens(text, Redactor().redact_pieces) is text
     assert redact_tokens("", Redactor().redact_pieces) == ""
+
+
+def test_redact_tokens_leaves_a_log_cut_inside_a_token_frame_to_the_frame_by_frame_pass() -> None:
+    text = _log(["say", " sk-abcd", "efghijklmnop1234"])
+    cut = text[: text.rindex(',"i":2}')]  # the last token frame loses its end
+    assert redact_tokens(cut, Redactor().redact_pieces) is cut

@@ -72,8 +72,11 @@ def redact_tokens(text: str, redact_pieces: Callable[[list[str]], list[str] | No
     if len(chunks) == 1:
         return text
     literals = [chunk[: chunk.find(',"i":')] for chunk in chunks[1:]]
-    tokens: list[str] = json.loads("[" + ",".join(literals) + "]")
-    redacted = redact_pieces(tokens)
+    try:
+        tokens: list[str] = json.loads("[" + ",".join(literals) + "]")
+    except ValueError:  # a log cut inside a token frame (salvaged): each frame is still redacted alone
+        return text
+    redacted = redact_pieces(tokens) if len(tokens) == len(literals) else None
     if redacted is None:
         return text
     for k, (literal, old, new) in enumerate(zip(literals, tokens, redacted, strict=True), start=1):
