@@ -99,6 +99,20 @@ def _matches_at_a_word(pattern: re.Pattern[str], text: str, lower: str) -> bool:
     return False
 
 
+def _may_match(
+    pattern: re.Pattern[str], guard: re.Pattern[str] | tuple[str, ...], text: str, lower: str | None
+) -> bool:
+    """Whether a ``_VALUE`` pattern can match ``text`` at all, by its guard (``lower``: the ASCII
+    lower case of ``text``, None when it is not ASCII): False means skip the pattern."""
+    if isinstance(guard, re.Pattern):
+        if lower is not None:
+            return any(lit in lower for lit in _GUARD_WORDS[guard.pattern])
+        return guard.search(text) is not None
+    if guard:
+        return any(lit in text for lit in guard)
+    return lower is None or _matches_at_a_word(pattern, text, lower)
+
+
 _SECRET_KEY = re.compile(
     rf"(?i)^(?:authorization|proxy-authorization|cookie|set-cookie|x-api-key|api-key|[\w.-]*{_SECRET_WORD})$"
 )
@@ -164,16 +178,7 @@ class Redactor:
             # U+017F (long s) matches 's' and U+212A (Kelvin) 'k', which lower() does not fold.
             lower = text.lower() if text.isascii() else None
             for pattern, guard in _VALUE:
-                if isinstance(guard, re.Pattern):
-                    if lower is not None:
-                        if not any(lit in lower for lit in _GUARD_WORDS[guard.pattern]):
-                            continue
-                    elif guard.search(text) is None:
-                        continue
-                elif guard:
-                    if not any(lit in text for lit in guard):
-                        continue
-                elif lower is not None and not _matches_at_a_word(pattern, text, lower):
+                if not _may_match(pattern, guard, text, lower):
                     continue
                 text, n = pattern.subn(_keep_name, text)
                 if n:
@@ -199,13 +204,7 @@ class Redactor:
                     spans.extend(m.span() for m in pattern.finditer(text))
             lower = text.lower() if text.isascii() else None
             for pattern, guard in _VALUE:
-                if isinstance(guard, re.Pattern):
-                    if guard.search(text) is None:
-                        continue
-                elif guard:
-                    if not any(lit in text for lit in guard):
-                        continue
-                elif lower is not None and not _matches_at_a_word(pattern, text, lower):
+                if not _may_match(pattern, guard, text, lower):
                     continue
                 spans.extend((m.end(1), m.end()) for m in pattern.finditer(text))
         for pattern in self._patterns:
